@@ -1,0 +1,276 @@
+"""The course model: a small decoder-only transformer (GPT) in plain PyTorch.
+
+One config, four small classes (attention, MLP, block, model), and the seams the chapters use:
+
+* every projection is an ``nn.Linear`` named like GPT-2's (``c_attn``, ``c_proj``, ``c_fc``),
+  so LoRA can wrap it by name (chapter 02);
+* each block has ``adapter_attn`` and ``adapter_mlp`` slots (identity by default) applied to a
+  sub-layer's output before its residual add, where Houlsby adapters go (chapter 03);
+* a ``KVCache`` holds past keys/values; pre-filled with trainable keys/values it is a prefix
+  (prefix tuning), and ``prompt_embeds`` prepends soft-prompt vectors to the input (prompt tuning);
+* the position encoding is a config switch: learned, sinusoidal, rope, alibi or none (chapter 04).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .positions import (alibi_slopes, apply_rope, check_position_kind, rope_cos_sin,
+                        rope_inv_freq, sinusoidal_table)
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 512
+    block_size: int = 256            # the context window the model is trained on
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True
+    position: str = "learned"        # learned | sinusoidal | rope | alibi | none
+    rope_base: float = 10000.0
+    rope_scaling: dict | None = field(default=None)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_position_kind(self.position)
+        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"RoPE needs an even head size, got n_embd/n_head = {self.n_embd // self.n_head}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Past keys and values, one (B, H, T, head_dim) pair per layer.
+
+    ``n_prefix`` counts entries that are not tokens (prefix-tuning vectors); they take up
+    attention context and position numbers like tokens do.
+    """
+
+    def __init__(self, n_layer: int):
+        self.keys: list[torch.Tensor | None] = [None] * n_layer
+        self.values: list[torch.Tensor | None] = [None] * n_layer
+        self.n_prefix = 0
+
+    def __len__(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        if self.keys[layer] is not None:
+            past_k, past_v = self.keys[layer], self.values[layer]
+            if past_k.shape[0] == 1 and k.shape[0] > 1:   # a shared prefix meets a batch
+                past_k, past_v = past_k.expand(k.shape[0], -1, -1, -1), past_v.expand(k.shape[0], -1, -1, -1)
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.n_head, self.head_dim, self.layer = config.n_head, config.n_embd // config.n_head, layer
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)   # W_q, W_k, W_v
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)       # W_o
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, rope=None, alibi=None, cache: KVCache | None = None):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        if rope is not None:
+            q, k = apply_rope(q, k, *rope)
+        past = 0
+        if cache is not None:
+            past = 0 if cache.keys[self.layer] is None else cache.keys[self.layer].shape[2]
+            k, v = cache.append(self.layer, k, v)
+        S = k.shape[2]
+        if past == 0 and alibi is None:
+            mask, causal = None, True                     # the fused causal kernel
+        else:
+            # query i sits at position past + i and may see keys 0 .. past + i
+            allowed = torch.arange(S, device=x.device)[None, :] <= torch.arange(past, past + T, device=x.device)[:, None]
+            if alibi is None:
+                mask = allowed
+            else:   # ALiBi: add m_h * -(i - j) to q_i . k_j, and -inf where j > i
+                distance = (torch.arange(past, past + T, device=x.device)[:, None]
+                            - torch.arange(S, device=x.device)[None, :])
+                mask = (-alibi[:, None, None] * distance).masked_fill(~allowed, float("-inf")).to(q.dtype)
+            causal = False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+        self.adapter_attn = nn.Identity()   # chapter 03 puts bottleneck adapters here,
+        self.adapter_mlp = nn.Identity()    # on each sub-layer's output, before the residual add
+
+    def forward(self, x, rope=None, alibi=None, cache=None):
+        x = x + self.adapter_attn(self.attn(self.ln_1(x), rope, alibi, cache))
+        x = x + self.adapter_mlp(self.mlp(self.ln_2(x)))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd) if config.position == "learned" else None
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight        # weight tying: one matrix reads and writes tokens
+        if config.position == "rope":
+            inv_freq, self.rope_attention_factor = rope_inv_freq(
+                config.n_embd // config.n_head, config.rope_base, config.rope_scaling)
+            self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
+        if config.position == "alibi":
+            self.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():      # GPT-2: scale residual projections by 1/sqrt(2 n_layer)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    @property
+    def device(self) -> torch.device:
+        return self.wte.weight.device
+
+    def forward(self, idx, targets=None, cache: KVCache | None = None, prompt_embeds=None):
+        """Logits (B, T, vocab) for token ids ``idx`` (B, T); with ``targets`` also the mean
+        next-token cross-entropy (positions whose target is -100 are ignored)."""
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
+        B, T = idx.shape
+        x = self.wte(idx)
+        n_soft = 0
+        if prompt_embeds is not None:                 # prompt tuning: soft tokens before the text
+            if cache is not None and len(cache):
+                raise ValueError("prompt_embeds go in front of the first chunk; this cache already has entries")
+            prompt_embeds = prompt_embeds.to(x.dtype)
+            if prompt_embeds.dim() == 2:
+                prompt_embeds = prompt_embeds.unsqueeze(0)
+            n_soft = prompt_embeds.shape[1]
+            x = torch.cat([prompt_embeds.expand(B, -1, -1), x], dim=1)
+        start = len(cache) if cache is not None else 0
+        L = x.shape[1]
+        if self.wpe is not None and start + L > self.config.block_size:
+            raise ValueError(f"{start + L} positions (cache {start} + input {L}) exceed the learned position "
+                             f"table of {self.config.block_size}; shorten the input or use another position encoding")
+        pos = torch.arange(start, start + L, device=idx.device)
+        rope = alibi = None
+        kind = self.config.position
+        if kind == "learned":
+            x = x + self.wpe(pos)
+        elif kind == "sinusoidal":
+            x = x + sinusoidal_table(start + L, self.config.n_embd).to(x.device, x.dtype)[start:]
+        elif kind == "rope":
+            rope = rope_cos_sin(pos, self.rope_inv_freq)
+            if self.rope_attention_factor != 1.0:     # YaRN-style temperature on the logits
+                rope = tuple(t * math.sqrt(self.rope_attention_factor) for t in rope)
+        elif kind == "alibi":
+            alibi = self.alibi_slopes
+        x = self.drop(x)
+        for block in self.h:
+            x = block(x, rope, alibi, cache)
+        x = self.ln_f(x[:, n_soft:])
+        logits = self.lm_head(x)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 eos_id: int | None = None, generator: torch.Generator | None = None):
+        """Continue ``idx`` (B, T) by up to ``max_new_tokens`` tokens, reusing a KV cache.
+
+        temperature 0 picks the most likely token; top_k keeps only the k most likely tokens.
+        Sequences that produced ``eos_id`` keep emitting it.
+        """
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k <= 0:
+            raise ValueError(f"top_k must be a positive int or None, got {top_k}")
+        limit = self.config.block_size if self.wpe is not None else None
+        if limit is not None and idx.shape[1] >= limit:
+            idx_cond = idx[:, -(limit - 1):]
+        else:
+            idx_cond = idx
+        cache = KVCache(self.config.n_layer)
+        logits, _ = self(idx_cond, cache=cache)
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        for _ in range(max_new_tokens):
+            next_id = sample_next(logits[:, -1, :], temperature, top_k, generator)
+            if eos_id is not None:
+                next_id = torch.where(done, torch.full_like(next_id, eos_id), next_id)
+                done = done | (next_id == eos_id)
+            idx = torch.cat([idx, next_id[:, None]], dim=1)
+            if limit is not None and len(cache) + 1 > limit:   # learned positions: slide the window
+                cache = KVCache(self.config.n_layer)
+                logits, _ = self(idx[:, -(limit - 1):], cache=cache)
+            else:
+                logits, _ = self(next_id[:, None], cache=cache)
+        return idx
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick one token id per row of ``logits`` (B, vocab): softmax(logits / temperature), top-k."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -1,0 +1,130 @@
+"""Pretrain the course model on the synthetic bilingual corpus, and report what it can do.
+
+    python -m llmtap.pretrain            # reproduces llmtap/data/course_model.safetensors
+    python -m llmtap.pretrain --report   # the capability report of the shipped checkpoint
+
+Deterministic on a CPU: the corpus stream and the initial weights come from one seed.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from . import corpus
+from .model import GPT, GPTConfig
+from .prompting import score_continuations
+from .tokenizer import Tokenizer
+from .train import TrainConfig, load_checkpoint, save_checkpoint, train
+
+COURSE_MODEL_PATH = Path(__file__).parent / "data" / "course_model.safetensors"
+BLOCK_SIZE = 256
+BATCH_SIZE = 32
+SEED = 1337
+
+
+def course_tokenizer() -> Tokenizer:
+    return Tokenizer.from_text(corpus.alphabet())
+
+
+def course_config(vocab_size: int, **overrides) -> GPTConfig:
+    settings = dict(vocab_size=vocab_size, block_size=BLOCK_SIZE, n_layer=4, n_head=4, n_embd=128)
+    settings.update(overrides)
+    return GPTConfig(**settings)
+
+
+def corpus_batches(tokenizer: Tokenizer, block_size: int, batch_size: int, seed: int, mixture=corpus.MIXTURE):
+    """Endless (x, y) batches: each row is <bos> doc <eos> doc <eos> ... cut to block_size + 1 tokens."""
+    rng = random.Random(seed)
+    while True:
+        rows = []
+        for _ in range(batch_size):
+            ids = [tokenizer.bos_id]
+            while len(ids) < block_size + 1:
+                ids += tokenizer.encode(corpus.pretraining_document(rng, mixture), eos=True)
+            rows.append(ids[:block_size + 1])
+        t = torch.tensor(rows)
+        yield t[:, :-1], t[:, 1:]
+
+
+# ----------------------------------------------------------------------------- capability report
+def sentiment_accuracy(model, tokenizer, lang: str, n: int = 200, seed: int = 0, template: str | None = None) -> float:
+    """Zero-shot prompt classification on held-out event sentences: fill each answer of Z into
+    the template, keep the most likely one, map it to positive / neutral / negative."""
+    rng = random.Random(seed)
+    template = template or corpus.TAUGHT_TEMPLATES[lang][0]
+    events = [corpus.sample_event(rng, lang, "test") for _ in range(n)]
+    prefix, suffix = template.split("[Z]")
+    levels = list(corpus.ANSWERS[lang])
+    answers = [corpus.ANSWERS[lang][lv] + suffix for lv in levels]
+    scores = score_continuations(model, tokenizer, [prefix.replace("[X]", e.text) for e in events], answers)
+    predicted = [corpus.level_to_label(levels[i]) for i in scores.argmax(-1).tolist()]
+    return sum(p == e.label for p, e in zip(predicted, events)) / n
+
+
+def icl_accuracy(model, tokenizer, k: int, n: int = 200, seed: int = 0, query_split: str = "train",
+                 lang: str | None = None) -> float:
+    """In-context accuracy on fresh random mappings: k class-balanced demonstrations, 3 labels."""
+    rng = random.Random(seed)
+    tasks = [corpus.sample_mapping(rng, k, lang or corpus.LANGS[i % 2], query_split) for i in range(n)]
+    scores = score_continuations(model, tokenizer, [t.prompt() for t in tasks], [t.labels for t in tasks])
+    return sum(t.labels[i] == t.answer for t, i in zip(tasks, scores.argmax(-1).tolist())) / n
+
+
+def capability_report(model, tokenizer, n: int = 300, seed: int = 0) -> dict:
+    model.eval()
+    report = {f"sentiment_{lang}": sentiment_accuracy(model, tokenizer, lang, n, seed) for lang in corpus.LANGS}
+    for k in (0, 1, 2, 4, 8):
+        report[f"icl_k{k}"] = icl_accuracy(model, tokenizer, k, n, seed)
+    report["icl_k4_heldout_items"] = icl_accuracy(model, tokenizer, 4, n, seed, query_split="test")
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = ["capability report (held-out data, 3 classes, chance = 33%)"]
+    lines += [f"  {name:<22} {value:6.1%}" for name, value in report.items()]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- entry point
+def pretrain(steps: int = 3000, seed: int = SEED, out=COURSE_MODEL_PATH, device=None, progress=True,
+             **model_overrides) -> tuple[GPT, Tokenizer, dict]:
+    torch.manual_seed(seed)
+    tokenizer = course_tokenizer()
+    model = GPT(course_config(tokenizer.vocab_size, **model_overrides))
+    cfg = TrainConfig(steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=min(200, steps // 10),
+                      log_every=100, progress=progress)
+    history = train(model, corpus_batches(tokenizer, model.config.block_size, BATCH_SIZE, seed), cfg,
+                    device=device)
+    model.cpu()
+    if out is not None:
+        save_checkpoint(model, out, tokenizer, extra={"steps": steps, "seed": seed,
+                                                       "seconds": round(history["seconds"], 1)})
+    return model, tokenizer, history
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--report", action="store_true", help="only print the capability report of --out")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--out", type=Path, default=COURSE_MODEL_PATH)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--n", type=int, default=300, help="report: examples per measurement")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if not args.report:
+        t0 = time.perf_counter()
+        model, tokenizer, history = pretrain(args.steps, args.seed, args.out, args.device)
+        print(f"trained {model.num_params():,} parameters for {args.steps} steps in "
+              f"{time.perf_counter() - t0:.0f} s; final loss {history['loss'][-1]:.3f}; saved {args.out}")
+    else:
+        model, tokenizer = load_checkpoint(args.out)
+    print(format_report(capability_report(model, tokenizer, args.n)))
+
+
+if __name__ == "__main__":
+    main()

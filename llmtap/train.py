@@ -1,0 +1,198 @@
+"""A training loop a student can read, and safetensors checkpoints.
+
+One step: forward -> loss -> backward -> clip the gradient norm -> AdamW step with a
+learning rate that warms up linearly, then follows a cosine down to ``min_lr``.
+On CUDA the forward runs under autocast (bf16 where supported, else fp16 with a grad scaler).
+The loop reads the loss back to the host only every ``log_every`` steps: each ``.item()``
+waits for the GPU.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from .model import GPT, GPTConfig
+from .tokenizer import Tokenizer
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """cuda, then Apple's mps, then cpu; or the device named by ``prefer``."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``device``: bf16 on CUDA when supported, else fp16; None on CPU/MPS."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.95)
+    grad_clip: float = 1.0
+    log_every: int = 50
+    eval_every: int = 0                 # 0: no periodic evaluation
+    checkpoint_path: str | None = None  # saved at every evaluation and at the end
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.steps <= 0:
+            raise ValueError(f"steps must be > 0, got {self.steps}")
+        if not self.lr > 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.warmup_steps < 0 or self.log_every <= 0 or self.eval_every < 0:
+            raise ValueError("warmup_steps and eval_every must be >= 0, log_every > 0")
+
+
+def cosine_lr(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to lr, then lr_t = min_lr + (lr - min_lr) (1 + cos(pi t)) / 2, t in [0, 1]."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    # Decay matrices only; biases, norms and 1-d vectors keep their scale.
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (all requires_grad=False)")
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
+
+
+def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: TrainConfig,
+          evaluate: Callable[[torch.nn.Module], dict] | None = None,
+          on_log: Callable[[int, float], None] | None = None, device=None) -> dict:
+    """Train ``model`` on (x, y) batches; returns the history {"step", "loss", "lr", "eval", "seconds"}.
+
+    ``batches`` is an iterator (or a function returning one batch per call) of token-id tensors
+    x and targets y; the model must return (logits, loss) for ``model(x, y)``.
+    ``on_log(step, loss)`` is called every ``log_every`` steps (a live plot hooks in here).
+    """
+    device = pick_device() if device is None else torch.device(device)
+    model.to(device).train()
+    next_batch = batches if callable(batches) else (lambda it=iter(batches): next(it))
+    opt = make_optimizer(model, cfg)
+    amp = autocast_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    history = {"step": [], "loss": [], "lr": [], "eval": [], "seconds": 0.0}
+    running = torch.zeros((), device=device)
+    t0 = time.perf_counter()
+    bar = tqdm(range(cfg.steps), disable=not cfg.progress, desc="train")
+    for step in bar:
+        lr = cosine_lr(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x, y = next_batch()
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            _, loss = model(x, y)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        running += loss.detach()
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            n = (step % cfg.log_every) + 1
+            mean_loss = (running / n).item()            # the one host sync per log interval
+            running.zero_()
+            history["step"].append(step + 1)
+            history["loss"].append(mean_loss)
+            history["lr"].append(lr)
+            bar.set_postfix(loss=f"{mean_loss:.3f}")
+            if on_log is not None:
+                on_log(step + 1, mean_loss)
+        if evaluate is not None and cfg.eval_every and ((step + 1) % cfg.eval_every == 0):
+            model.eval()
+            history["eval"].append({"step": step + 1, **evaluate(model)})
+            model.train()
+            if cfg.checkpoint_path:
+                save_checkpoint(model, cfg.checkpoint_path)
+    history["seconds"] = time.perf_counter() - t0
+    model.eval()
+    if cfg.checkpoint_path:
+        save_checkpoint(model, cfg.checkpoint_path)
+    return history
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_checkpoint(model: GPT, path, tokenizer: Tokenizer | None = None, extra: dict | None = None) -> None:
+    """Write the model as safetensors; its config (and tokenizer) go in the file's metadata."""
+    from safetensors.torch import save_file
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+             if k != "lm_head.weight"}                 # tied to wte.weight: stored once
+    meta = {"format": "llmtap-gpt", "config": json.dumps(model.config.to_dict())}
+    if tokenizer is not None:
+        meta["tokenizer"] = "".join(tokenizer.chars)
+    if extra:
+        meta["extra"] = json.dumps(extra, ensure_ascii=False)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=meta)
+
+
+def read_checkpoint(path) -> tuple[dict, dict]:
+    """(tensors, metadata) of a safetensors file, with a clear error for anything else."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a safetensors file ({e}). llmtap reads and writes only "
+                         f"safetensors; it never unpickles .pt/.bin files.") from None
+    return tensors, meta
+
+
+def load_checkpoint(path, device=None) -> tuple[GPT, Tokenizer | None]:
+    """Rebuild the model (and tokenizer, when stored) from a file written by ``save_checkpoint``."""
+    tensors, meta = read_checkpoint(path)
+    if meta.get("format") != "llmtap-gpt" or "config" not in meta:
+        raise ValueError(f"{path} is a safetensors file but not an llmtap model checkpoint "
+                         f"(metadata has no llmtap-gpt config)")
+    model = GPT(GPTConfig(**json.loads(meta["config"])))
+    load_weights(model, tensors, source=str(path))
+    tokenizer = Tokenizer(meta["tokenizer"]) if "tokenizer" in meta else None
+    return model.to(device or "cpu").eval(), tokenizer
+
+
+def load_weights(model: GPT, tensors: dict, source: str = "checkpoint") -> None:
+    """Copy ``tensors`` into ``model``, refusing missing, unexpected or mis-shaped keys."""
+    expected = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    shapes = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise ValueError(f"{source} does not fit this model: missing {missing[:8]}, "
+                         f"unexpected {unexpected[:8]}, shape mismatches {shapes[:8]}")
+    model.load_state_dict(tensors, strict=False)

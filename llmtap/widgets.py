@@ -1,0 +1,105 @@
+"""Interactive helpers for the notebooks: a live loss plot and small ipywidgets explorers."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+
+class LiveLossPlot:
+    """A loss curve that redraws in place while training runs: pass ``plot.update`` as ``on_log``."""
+
+    def __init__(self, title: str = "training loss", ylabel: str = "cross-entropy (nats/token)"):
+        from IPython.display import display
+        self.steps, self.losses = [], []
+        self.fig, self.ax = plt.subplots(figsize=(6, 3.2))
+        self.title, self.ylabel = title, ylabel
+        self._draw()
+        self.handle = display(self.fig, display_id=True)
+        plt.close(self.fig)          # we redraw through the display handle, not the inline backend
+
+    def _draw(self):
+        self.ax.clear()
+        self.ax.plot(self.steps, self.losses, marker=".", color="tab:blue")
+        self.ax.set(title=self.title, xlabel="step", ylabel=self.ylabel)
+        self.ax.grid(alpha=0.3)
+        self.fig.tight_layout()
+
+    def update(self, step: int, loss: float) -> None:
+        self.steps.append(step)
+        self.losses.append(loss)
+        self._draw()
+        if self.handle is not None:
+            self.handle.update(self.fig)
+
+
+@torch.no_grad()
+def next_token_probs(model, tokenizer, text: str, temperature: float = 1.0, top: int = 10):
+    """The ``top`` most likely next tokens after ``text`` as (pieces, probabilities)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 for a distribution, got {temperature}")
+    ids = torch.tensor([tokenizer.encode(text, bos=True)[-model.config.block_size:]], device=model.device)
+    logits, _ = model(ids)
+    probs = F.softmax(logits[0, -1].float() / temperature, dim=-1)
+    p, i = probs.topk(top)
+    return [tokenizer.id_to_piece(t) for t in i.tolist()], p.tolist()
+
+
+def next_token_explorer(model, tokenizer, text: str = "昨天我在公园里丢了钱包。我感到"):
+    """Type a prompt, move the temperature: the bar chart shows the next-token distribution."""
+    import ipywidgets as w
+    from IPython.display import display
+    box = w.Text(value=text, description="prompt", layout=w.Layout(width="95%"))
+    temp = w.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.1, description="temperature")
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            pieces, probs = next_token_probs(model, tokenizer, box.value, temp.value)
+            fig, ax = plt.subplots(figsize=(6, 3))
+            ax.bar(range(len(pieces)), probs, color="tab:orange")
+            ax.set_xticks(range(len(pieces)), [plot_text(repr(p)[1:-1]) for p in pieces])
+            ax.set(ylim=(0, 1), ylabel="probability", title=f"next token, T = {temp.value:.1f}")
+            plt.show()
+
+    box.observe(redraw, names="value")
+    temp.observe(redraw, names="value")
+    redraw()
+    ui = w.VBox([box, temp, out])
+    display(ui)
+    return ui
+
+
+# ----------------------------------------------------------------------------- Chinese text in plots
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "SimHei",
+             "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")
+
+
+def use_cjk_font() -> str | None:
+    """Switch matplotlib to the first installed font that has Chinese glyphs; None if there is none.
+
+    Nothing is downloaded: without such a font, ``plot_text`` spells Chinese characters as
+    code points so that plots stay readable instead of showing empty boxes.
+    """
+    from matplotlib import font_manager, rcParams
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    for name in CJK_FONTS:
+        if name in installed:
+            rcParams["font.sans-serif"] = [name] + list(rcParams["font.sans-serif"])
+            rcParams["axes.unicode_minus"] = False
+            return name
+    return None
+
+
+_HAS_CJK_FONT = None
+
+
+def plot_text(text: str) -> str:
+    """``text`` as it can be drawn: unchanged with a Chinese font, else CJK characters as U+XXXX."""
+    global _HAS_CJK_FONT
+    if _HAS_CJK_FONT is None:
+        _HAS_CJK_FONT = use_cjk_font() is not None
+    if _HAS_CJK_FONT:
+        return text
+    return "".join(c if ord(c) < 0x2E80 else f"U+{ord(c):04X}" for c in text)

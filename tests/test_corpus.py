@@ -1,0 +1,317 @@
+import itertools
+import random
+import re
+
+import pytest
+
+from llmtap import corpus
+from llmtap.corpus import (ANSWERS, ARROW, CATEGORIES, CATEGORY_NAMES, EVENTS, INSTRUCTION_TASKS, LABEL_WORDS,
+                           LABELS, LANGS, PLACES, TIMES)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _item_category(lang):
+    """item word -> category index, for one language (items must be unambiguous)."""
+    table = {}
+    for c, name in enumerate(CATEGORY_NAMES):
+        for zh, en in CATEGORIES[name]:
+            word = zh if lang == "zh" else en
+            assert word not in table, f"item {word!r} is in two categories"
+            table[word] = c
+    return table
+
+
+def _sentence_level(lang):
+    """every event sentence the generators can write -> its level."""
+    table = {}
+    options_t = [None] + list(range(len(TIMES)))
+    options_p = [None] + list(range(len(PLACES)))
+    for e, t, p in itertools.product(range(len(EVENTS)), options_t, options_p):
+        table[corpus.event_sentence(e, t, p, lang)] = EVENTS[e][2]
+    return table
+
+
+def _bare_sentences(lang):
+    return {corpus.event_sentence(e, None, None, lang) for e in range(len(EVENTS))}
+
+
+# ----------------------------------------------------------------------------- determinism
+def test_seeded_determinism():
+    def docs(seed, n=60):
+        rng = random.Random(seed)
+        return [corpus.pretraining_document(rng) for _ in range(n)]
+    assert docs(7) == docs(7)
+    assert docs(7) != docs(8)
+
+
+def test_seeded_determinism_of_each_generator():
+    for make in (lambda r: corpus.sample_mapping(r, 4, "zh").text(),
+                 lambda r: corpus.instruction_example(r),
+                 lambda r: corpus.passkey_sample(r, 300, 0.5),
+                 lambda r: corpus.sample_event(r, "en", "test").text):
+        a, b = random.Random(3), random.Random(3)
+        assert [make(a) for _ in range(10)] == [make(b) for _ in range(10)]
+
+
+# ----------------------------------------------------------------------------- sentiment
+@pytest.mark.parametrize("lang", LANGS)
+def test_heldout_combinations_never_in_train(lang):
+    rng = random.Random(0)
+    train = {corpus.sample_event(rng, lang, "train").text for _ in range(3000)}
+    test = {corpus.sample_event(rng, lang, "test").text for _ in range(1500)}
+    bare = _bare_sentences(lang)
+    assert train & bare, "the bare sentences are part of the train split"
+    assert not (test & bare), "the bare sentences only appear in train"
+    assert not ((train - bare) & test)
+    assert len(test) > 100 and len(train - bare) > 500
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_sentiment_documents_use_train_events_only(lang):
+    rng = random.Random(1)
+    test = {corpus.sample_event(rng, lang, "test").text for _ in range(1500)}
+    for _ in range(500):
+        doc = corpus.sentiment_document(rng, lang)
+        assert not any(doc.startswith(t) for t in test), doc
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_sample_event_level_matches_text(lang):
+    levels = _sentence_level(lang)
+    rng = random.Random(2)
+    for split in ("train", "test"):
+        for _ in range(200):
+            ev = corpus.sample_event(rng, lang, split)
+            assert ev.lang == lang
+            assert levels[ev.text] == ev.level == EVENTS[ev.event_index][2]
+            assert ev.label == corpus.level_to_label(ev.level)
+
+
+def test_level_to_label():
+    assert corpus.level_to_label(2) == "positive"
+    assert corpus.level_to_label(1) == "positive"
+    assert corpus.level_to_label(0) == "neutral"
+    assert corpus.level_to_label(-1) == "negative"
+    assert corpus.level_to_label(-2) == "negative"
+
+
+def test_sentiment_document_answer_matches_level():
+    levels = {lang: _sentence_level(lang) for lang in LANGS}
+    rng = random.Random(4)
+    for _ in range(200):
+        lang = rng.choice(LANGS)
+        doc = corpus.sentiment_document(rng, lang)
+        matched = False
+        for template in corpus.TAUGHT_TEMPLATES[lang]:
+            prefix, suffix = template.split("[Z]")
+            pre, post = prefix.split("[X]")
+            for sentence, level in levels[lang].items():
+                if doc == pre + sentence + post + ANSWERS[lang][level] + suffix:
+                    matched = True
+        assert matched, doc
+
+
+# ----------------------------------------------------------------------------- mappings
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("kind", ["category", "sentiment"])
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 4, 8])
+def test_sample_mapping_structure(lang, kind, k):
+    rng = random.Random(k)
+    cats = _item_category(lang)
+    levels = _sentence_level(lang)
+    for _ in range(30 if kind == "category" else 8):
+        m = corpus.sample_mapping(rng, k, lang, kind=kind)
+        assert len(m.demos) == k
+        assert len(m.labels) == 3 and len(set(m.labels)) == 3
+        assert all(lab in LABEL_WORDS for lab in m.labels)
+        assert m.answer in m.labels
+        assert all(y in m.labels for _, y in m.demos)
+        if k >= 3:
+            assert {y for _, y in m.demos} == set(m.labels), "balanced demos show every label"
+        if kind == "category":
+            classes = {cats[x] for x, _ in m.demos} | {cats[m.query]}
+            assert len(classes) <= 3
+            for x, y in m.demos:
+                # the same category always has the same label, a different one a different label
+                assert (cats[x] == cats[m.query]) == (y == m.answer), (m.demos, m.query, m.answer)
+        else:
+            q_label = corpus.level_to_label(levels[m.query])
+            for x, y in m.demos:
+                same = corpus.level_to_label(levels[x]) == q_label
+                assert same == (y == m.answer), (m.demos, m.query, m.answer)
+
+
+def test_mapping_label_assignment_is_consistent_over_demos():
+    rng = random.Random(5)
+    cats = _item_category("en")
+    for _ in range(50):
+        m = corpus.sample_mapping(rng, 9, "en")
+        label_of = {}
+        for x, y in m.demos:
+            assert label_of.setdefault(cats[x], y) == y
+        assert len(label_of) == 3 and len(set(label_of.values())) == 3
+
+
+def test_unbalanced_mappings_still_valid():
+    rng = random.Random(6)
+    cats = _item_category("zh")
+    for _ in range(50):
+        m = corpus.sample_mapping(rng, 5, "zh", balanced=False)
+        assert len(m.demos) == 5
+        for x, y in m.demos:
+            assert (cats[x] == cats[m.query]) == (y == m.answer)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_query_split_test_items_are_heldout(lang):
+    heldout = {w for c in range(len(CATEGORY_NAMES)) for w in corpus.category_items(c, lang, "test")}
+    train_items = {w for c in range(len(CATEGORY_NAMES)) for w in corpus.category_items(c, lang, "train")}
+    assert heldout and not heldout & train_items
+    rng = random.Random(9)
+    demo_items = set()
+    for _ in range(300):
+        m = corpus.sample_mapping(rng, 6, lang, query_split="test")
+        assert m.query in heldout
+        demo_items |= {x for x, _ in m.demos}
+    for _ in range(300):
+        m = corpus.sample_mapping(rng, 6, lang, query_split="train")
+        demo_items |= {x for x, _ in m.demos}
+        assert m.query not in heldout
+    assert not demo_items & heldout
+    # the training stream's mapping documents never mention a held-out item before an arrow
+    for _ in range(300):
+        doc = corpus.mapping_document(rng, lang)
+        for line in doc.split("\n"):
+            assert line.split(ARROW)[0] not in heldout, line
+
+
+def test_sentiment_query_split_test_is_heldout():
+    rng = random.Random(10)
+    train = {corpus.sample_event(rng, "zh", "train").text for _ in range(3000)}
+    for _ in range(30):
+        m = corpus.sample_mapping(rng, 3, "zh", query_split="test", kind="sentiment")
+        assert m.query not in train
+
+
+def test_prompt_and_text():
+    rng = random.Random(11)
+    for k in (0, 1, 5):
+        m = corpus.sample_mapping(rng, k, "en")
+        assert m.prompt().endswith(ARROW)
+        assert m.text() == m.prompt() + m.answer
+        lines = m.prompt().split("\n")
+        assert len(lines) == k + 1
+        assert lines[-1] == m.query + ARROW
+        for line, (x, y) in zip(lines, m.demos):
+            assert line == f"{x}{ARROW}{y}"
+
+
+# ----------------------------------------------------------------------------- instructions
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("task", INSTRUCTION_TASKS)
+def test_instruction_example_keys(lang, task):
+    rng = random.Random(12)
+    for _ in range(10):
+        r = corpus.instruction_example(rng, lang, task)
+        assert set(r) == {"instruction", "input", "output"}
+        assert all(isinstance(v, str) for v in r.values())
+        assert r["instruction"] and r["output"]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_instruction_add_is_correct(lang):
+    rng = random.Random(13)
+    for _ in range(50):
+        r = corpus.instruction_example(rng, lang, "add")
+        a, b = map(int, re.findall(r"\d+", r["instruction"]))
+        assert int(r["output"]) == a + b
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_instruction_reverse_and_translate(lang):
+    rng = random.Random(14)
+    pairs = {(zh, en) for items in CATEGORIES.values() for zh, en in items}
+    for _ in range(30):
+        r = corpus.instruction_example(rng, lang, "reverse")
+        assert r["output"] == r["input"][::-1]
+        r = corpus.instruction_example(rng, lang, "translate")
+        pair = (r["input"], r["output"]) if lang == "zh" else (r["output"], r["input"])
+        assert pair in pairs
+
+
+def test_instruction_random_task_and_lang():
+    rng = random.Random(15)
+    seen = set()
+    for _ in range(200):
+        r = corpus.instruction_example(rng)
+        assert set(r) == {"instruction", "input", "output"}
+        seen.add(r["instruction"][:4])
+    assert len(seen) > 6
+
+
+# ----------------------------------------------------------------------------- pass key
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("n_chars", [50, 400, 2000])
+@pytest.mark.parametrize("depth", [0.0, 0.5, 1.0])
+def test_passkey_sample(lang, n_chars, depth):
+    rng = random.Random(16)
+    prompt, key = corpus.passkey_sample(rng, n_chars, depth, lang)
+    assert re.fullmatch(r"\d{5}", key)
+    assert key in prompt
+    longest_filler = max(map(len, corpus.FILLER[lang]))
+    assert n_chars <= len(prompt) <= n_chars + longest_filler
+    pos = prompt.index(key) / len(prompt)
+    if n_chars >= 2000:
+        assert abs(pos - depth) < 0.1, (pos, depth)
+
+
+# ----------------------------------------------------------------------------- alphabet
+def test_every_generated_character_is_in_the_alphabet():
+    alpha = set(corpus.alphabet())
+    rng = random.Random(17)
+    texts = [corpus.pretraining_document(rng) for _ in range(400)]
+    for lang in LANGS:
+        texts += [corpus.sentiment_document(rng, lang) for _ in range(200)]
+        texts += [corpus.category_document(rng, lang) for _ in range(200)]
+        texts += [corpus.mapping_document(rng, lang) for _ in range(100)]
+        texts += [corpus.sample_mapping(rng, 4, lang, "test", kind=kind).text()
+                  for kind in ("category", "sentiment") for _ in range(20)]
+        texts += [corpus.sample_event(rng, lang, "test").text for _ in range(200)]
+        texts += [v for task in INSTRUCTION_TASKS for _ in range(30)
+                  for v in corpus.instruction_example(rng, lang, task).values()]
+        texts += list(corpus.passkey_sample(rng, 500, 0.3, lang))
+        texts += list(ANSWERS[lang].values())
+    texts += LABELS
+    missing = set("".join(texts)) - alpha
+    assert not missing, f"characters outside corpus.alphabet(): {sorted(missing)}"
+
+
+# ----------------------------------------------------------------------------- bad inputs
+def test_bad_inputs():
+    rng = random.Random(0)
+    with pytest.raises(ValueError):
+        corpus.sample_event(rng, "fr")
+    with pytest.raises(ValueError):
+        corpus.sample_event(rng, "zh", "dev")
+    with pytest.raises(ValueError):
+        corpus.sample_mapping(rng, 3, "fr")
+    with pytest.raises(ValueError):
+        corpus.sample_mapping(rng, -1, "zh")
+    with pytest.raises(ValueError):
+        corpus.sample_mapping(rng, 3, "zh", kind="colour")
+    with pytest.raises(ValueError):
+        corpus.sample_mapping(rng, 3, "zh", query_split="dev", kind="sentiment")
+    with pytest.raises(ValueError):
+        corpus.sample_mapping(rng, 3, "zh", query_split="dev", kind="category")
+    with pytest.raises(ValueError):
+        corpus.instruction_example(rng, "fr")
+    with pytest.raises(ValueError):
+        corpus.instruction_example(rng, "en", "poetry")
+    with pytest.raises(ValueError):
+        corpus.passkey_sample(rng, 100, 1.5)
+    with pytest.raises(ValueError):
+        corpus.passkey_sample(rng, 100, -0.1)
+    with pytest.raises(ValueError):
+        corpus.passkey_sample(rng, 100, 0.5, "fr")
+    with pytest.raises(ValueError):
+        corpus.sentiment_document(rng, "fr")

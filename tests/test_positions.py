@@ -1,0 +1,173 @@
+import math
+
+import pytest
+import torch
+
+from llmtap import positions
+from llmtap.positions import (alibi_bias, alibi_slopes, apply_rope, check_position_kind, rope_cos_sin,
+                              rope_inv_freq, sinusoidal_table)
+
+
+# ----------------------------------------------------------------------------- sinusoidal
+def test_sinusoidal_table_by_hand():
+    d = 8
+    table = sinusoidal_table(20, d)
+    assert table.shape == (20, d)
+    for p in (0, 1, 5, 19):
+        for i in range(d // 2):
+            w = 1.0 / 10000 ** (2 * i / d)
+            assert table[p, 2 * i].item() == pytest.approx(math.sin(p * w), abs=1e-5)
+            assert table[p, 2 * i + 1].item() == pytest.approx(math.cos(p * w), abs=1e-5)
+    assert torch.equal(table[0, 0::2], torch.zeros(d // 2))
+    assert torch.equal(table[0, 1::2], torch.ones(d // 2))
+
+
+def test_sinusoidal_bad_inputs():
+    for args in ((0, 8), (4, 0), (4, 7), (-1, 8)):
+        with pytest.raises(ValueError):
+            sinusoidal_table(*args)
+
+
+# ----------------------------------------------------------------------------- ALiBi
+def test_alibi_slopes_powers_of_two():
+    assert torch.allclose(alibi_slopes(8), torch.tensor([2.0 ** -(i + 1) for i in range(8)]))
+    assert torch.allclose(alibi_slopes(4), torch.tensor([1 / 4, 1 / 16, 1 / 64, 1 / 256]))
+    assert torch.allclose(alibi_slopes(1), torch.tensor([1 / 256]))
+    assert torch.allclose(alibi_slopes(2), torch.tensor([1 / 16, 1 / 256]))
+    for n in (1, 2, 4, 8, 16, 32):
+        s = alibi_slopes(n)
+        assert s.shape == (n,)
+        assert s[-1].item() == pytest.approx(1 / 256)
+        # geometric with ratio a^-1, a^n = 256
+        a = 256 ** (1 / n)
+        assert s[0].item() == pytest.approx(1 / a)
+        if n > 1:
+            assert torch.allclose(s[1:] / s[:-1], torch.full((n - 1,), 1 / a))
+
+
+@pytest.mark.parametrize("n", [3, 5, 6, 7, 12, 20])
+def test_alibi_slopes_non_powers_of_two(n):
+    lower = 2 ** int(math.floor(math.log2(n)))
+    s = alibi_slopes(n)
+    assert s.shape == (n,)
+    first = [(256 ** (-1 / lower)) ** (i + 1) for i in range(lower)]
+    double = [(256 ** (-1 / (2 * lower))) ** (i + 1) for i in range(2 * lower)]
+    rest = double[0::2][: n - lower]
+    assert torch.allclose(s, torch.tensor(first + rest))
+    assert len(set(s.tolist())) == n, "slopes are distinct"
+
+
+def test_alibi_slopes_6_explicit():
+    # lower = 4: 1/4, 1/16, 1/64, 1/256; from 8 heads (1/2, 1/4, ..., 1/256) every other: 1/2, 1/8
+    assert torch.allclose(alibi_slopes(6), torch.tensor([1 / 4, 1 / 16, 1 / 64, 1 / 256, 1 / 2, 1 / 8]))
+
+
+def test_alibi_bias():
+    H, T = 4, 6
+    bias = alibi_bias(H, T)
+    m = alibi_slopes(H)
+    assert bias.shape == (H, T, T)
+    for h in range(H):
+        assert torch.equal(torch.diagonal(bias[h]), torch.zeros(T))
+        for i in range(T):
+            for j in range(T):
+                assert bias[h, i, j].item() == pytest.approx(-m[h].item() * (i - j))
+    # past keys are penalised more the further back they are
+    assert (bias[:, -1, :-1].diff(dim=-1) > 0).all()
+
+
+def test_alibi_bias_queries_are_the_last_keys():
+    H, q, k = 2, 3, 7
+    bias = alibi_bias(H, q, k)
+    m = alibi_slopes(H)
+    assert bias.shape == (H, q, k)
+    for h in range(H):
+        for i in range(q):
+            for j in range(k):
+                assert bias[h, i, j].item() == pytest.approx(-m[h].item() * ((k - q + i) - j))
+    assert torch.allclose(bias, alibi_bias(H, k)[:, -q:])
+
+
+def test_alibi_bad_inputs():
+    for n in (0, -2, 2.0, "4"):
+        with pytest.raises(ValueError):
+            alibi_slopes(n)
+
+
+# ----------------------------------------------------------------------------- RoPE
+def _rotate(x, pos, inv_freq):
+    cos, sin = rope_cos_sin(torch.tensor([pos]), inv_freq)
+    x = x.view(1, 1, 1, -1)
+    out, _ = apply_rope(x, x, cos, sin)
+    return out.view(-1)
+
+
+def test_rope_relative_property():
+    torch.manual_seed(0)
+    d = 16
+    inv_freq, factor = rope_inv_freq(d)
+    assert factor == 1.0
+    q, k = torch.randn(d), torch.randn(d)
+    for diff in (0, 1, 3, 10):
+        dots = [torch.dot(_rotate(q, m, inv_freq), _rotate(k, m - diff, inv_freq)).item()
+                for m in (diff, diff + 1, diff + 7, diff + 50)]
+        assert max(dots) - min(dots) < 1e-3, (diff, dots)
+    # and it really depends on the distance
+    d1 = torch.dot(_rotate(q, 5, inv_freq), _rotate(k, 4, inv_freq)).item()
+    d3 = torch.dot(_rotate(q, 5, inv_freq), _rotate(k, 2, inv_freq)).item()
+    assert abs(d1 - d3) > 1e-3
+
+
+def test_rope_preserves_norm_and_position_zero_is_identity():
+    torch.manual_seed(1)
+    d = 8
+    inv_freq, _ = rope_inv_freq(d)
+    x = torch.randn(d)
+    assert torch.allclose(_rotate(x, 0, inv_freq), x)
+    for p in (1, 7, 100):
+        assert _rotate(x, p, inv_freq).norm().item() == pytest.approx(x.norm().item(), rel=1e-5)
+
+
+def test_rope_inv_freq_values():
+    d, base = 8, 10000.0
+    inv_freq, _ = rope_inv_freq(d, base)
+    want = torch.tensor([base ** (-2 * i / d) for i in range(d // 2)])
+    assert torch.allclose(inv_freq, want)
+
+
+def test_rope_linear_scaling_divides_inv_freq():
+    d = 16
+    plain, _ = rope_inv_freq(d)
+    for factor in (1.0, 2.0, 4.0):
+        scaled, attn = rope_inv_freq(d, scaling={"rope_type": "linear", "factor": factor})
+        assert torch.allclose(scaled, plain / factor)
+        assert attn == 1.0
+    legacy, _ = rope_inv_freq(d, scaling={"type": "linear", "factor": 2.0})
+    assert torch.allclose(legacy, plain / 2)
+    # position interpolation: position p with factor s is position p / s without scaling
+    x = torch.randn(d)
+    scaled, _ = rope_inv_freq(d, scaling={"rope_type": "linear", "factor": 4.0})
+    assert torch.allclose(_rotate(x, 12, scaled), _rotate(x, 3, plain), atol=1e-5)
+
+
+def test_rope_bad_inputs():
+    with pytest.raises(ValueError):
+        rope_inv_freq(7)
+    with pytest.raises(ValueError):
+        rope_inv_freq(0)
+    with pytest.raises(ValueError):
+        rope_inv_freq(8, base=1.0)
+    with pytest.raises(ValueError):
+        rope_inv_freq(8, scaling={"rope_type": "linear", "factor": 0.5})
+    with pytest.raises(ValueError):
+        rope_inv_freq(8, scaling={"rope_type": "yarn-ish", "factor": 2.0})
+    with pytest.raises(ValueError):
+        rope_inv_freq(8, scaling={"factor": 2.0})
+
+
+def test_position_kinds():
+    for kind in positions.POSITION_KINDS:
+        assert check_position_kind(kind) == kind
+    for bad in ("foo", "Rope", "", None):
+        with pytest.raises(ValueError):
+            check_position_kind(bad)

@@ -1,0 +1,223 @@
+import json
+import math
+
+import pytest
+import torch
+
+from llmtap.model import GPT, GPTConfig
+from llmtap.tokenizer import Tokenizer
+from llmtap.train import (TrainConfig, autocast_dtype, cosine_lr, load_checkpoint, load_weights, make_optimizer, pick_device,
+                          read_checkpoint, save_checkpoint, train)
+
+
+def tiny(seed=0, **kw):
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=16)
+    settings.update(kw)
+    return GPT(GPTConfig(**settings))
+
+
+# ----------------------------------------------------------------------------- schedule, config
+def test_cosine_lr_warmup_and_end():
+    cfg = TrainConfig(steps=100, lr=1e-2, min_lr=1e-3, warmup_steps=10, progress=False)
+    assert cosine_lr(0, cfg) == pytest.approx(1e-2 / 10)
+    assert cosine_lr(4, cfg) == pytest.approx(1e-2 * 5 / 10)
+    assert cosine_lr(9, cfg) == pytest.approx(1e-2)          # warm-up reaches lr
+    assert cosine_lr(10, cfg) == pytest.approx(1e-2)         # cosine starts at lr
+    assert cosine_lr(55, cfg) == pytest.approx((1e-2 + 1e-3) / 2)   # halfway: the mean
+    assert cosine_lr(100, cfg) == pytest.approx(1e-3)
+    assert cosine_lr(500, cfg) == pytest.approx(1e-3)        # stays at min_lr after the end
+    warm = [cosine_lr(s, cfg) for s in range(10)]
+    decay = [cosine_lr(s, cfg) for s in range(10, 101)]
+    assert all(a < b for a, b in zip(warm, warm[1:]))
+    assert all(a >= b for a, b in zip(decay, decay[1:]))
+    assert min(decay) >= 1e-3 - 1e-12
+
+
+def test_cosine_lr_without_warmup():
+    cfg = TrainConfig(steps=10, lr=1.0, min_lr=0.0, warmup_steps=0, progress=False)
+    assert cosine_lr(0, cfg) == pytest.approx(1.0)
+    assert cosine_lr(5, cfg) == pytest.approx(0.5)
+    assert cosine_lr(10, cfg) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("kw", [dict(steps=0), dict(steps=-5), dict(lr=0.0), dict(lr=-1.0),
+                                dict(lr=1e-3, min_lr=1e-2), dict(min_lr=-1e-4), dict(warmup_steps=-1),
+                                dict(log_every=0), dict(eval_every=-1), dict(lr=float("nan"))])
+def test_train_config_bad_inputs(kw):
+    with pytest.raises(ValueError):
+        TrainConfig(**kw)
+
+
+def test_pick_device_prefer():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+
+
+def test_pick_device_cpu_here():
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        pytest.skip("an accelerator is present")
+    assert pick_device() == torch.device("cpu")
+
+
+@pytest.mark.cuda
+def test_pick_device_cuda():
+    assert pick_device().type == "cuda"
+
+
+def test_make_optimizer_groups_and_no_params():
+    model = tiny()
+    cfg = TrainConfig(steps=1, weight_decay=0.1, progress=False)
+    opt = make_optimizer(model, cfg)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    n = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert n == model.num_params()            # the tied matrix is counted once
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        make_optimizer(model, cfg)
+
+
+# ----------------------------------------------------------------------------- training
+def _fixed_batch():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 50, (4, 17), generator=g)
+    return t[:, :-1], t[:, 1:]
+
+
+def test_training_reduces_loss_and_logs():
+    model = tiny()
+    x, y = _fixed_batch()
+    with torch.no_grad():
+        before = model(x, y)[1].item()
+    logged = []
+    cfg = TrainConfig(steps=60, lr=1e-2, min_lr=1e-3, warmup_steps=5, log_every=10, progress=False)
+    history = train(model, lambda: (x, y), cfg, on_log=lambda s, l: logged.append((s, l)), device="cpu")
+    with torch.no_grad():
+        after = model(x, y)[1].item()
+    assert before > math.log(50) - 0.5        # starts near chance
+    assert after < before - 1.0, (before, after)
+    assert [s for s, _ in logged] == [10, 20, 30, 40, 50, 60]
+    assert history["step"] == [10, 20, 30, 40, 50, 60]
+    assert [l for _, l in logged] == history["loss"]
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["lr"][0] == pytest.approx(cosine_lr(9, cfg))
+    assert history["seconds"] > 0
+    assert not model.training                 # left in eval mode
+
+
+def test_training_from_iterator_and_evaluate(tmp_path):
+    model = tiny()
+    x, y = _fixed_batch()
+    calls = []
+
+    def evaluate(m):
+        calls.append(m.training)
+        return {"acc": 0.5}
+
+    ckpt = tmp_path / "ck.safetensors"
+    cfg = TrainConfig(steps=6, log_every=4, eval_every=3, warmup_steps=1, checkpoint_path=str(ckpt), progress=False)
+    history = train(model, iter([(x, y)] * 6), cfg, evaluate=evaluate, device="cpu")
+    assert history["step"] == [4, 6]          # the last step is always logged
+    assert [e["step"] for e in history["eval"]] == [3, 6]
+    assert history["eval"][0]["acc"] == 0.5
+    assert calls == [False, False]            # evaluated in eval mode
+    assert ckpt.is_file()
+    loaded, _ = load_checkpoint(ckpt)
+    assert torch.equal(loaded.wte.weight, model.wte.weight)
+
+
+def test_training_frozen_model_raises():
+    model = tiny().requires_grad_(False)
+    with pytest.raises(ValueError):
+        train(model, lambda: _fixed_batch(), TrainConfig(steps=1, progress=False), device="cpu")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip_bitwise(tmp_path):
+    model = tiny(position="rope", rope_scaling={"rope_type": "linear", "factor": 2.0})
+    tok = Tokenizer("苹果 apple→\n")
+    path = tmp_path / "sub" / "m.safetensors"
+    save_checkpoint(model, path, tok, extra={"note": "测试"})
+    loaded, tok2 = load_checkpoint(path)
+    assert loaded.config == model.config
+    sd, sd2 = model.state_dict(), loaded.state_dict()
+    assert sd.keys() == sd2.keys()
+    for k in sd:
+        assert sd[k].dtype == sd2[k].dtype and torch.equal(sd[k], sd2[k]), k
+    assert loaded.lm_head.weight is loaded.wte.weight
+    assert tok2.chars == tok.chars
+    assert not loaded.training
+    x = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x)[0], loaded(x)[0])
+    _, meta = read_checkpoint(path)
+    assert json.loads(meta["extra"]) == {"note": "测试"}
+    tensors, _ = read_checkpoint(path)
+    assert "lm_head.weight" not in tensors   # stored once, as wte.weight
+
+
+def test_checkpoint_without_tokenizer(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(tiny(), path)
+    model, tok = load_checkpoint(path)
+    assert tok is None and isinstance(model, GPT)
+
+
+def test_load_non_safetensors_files(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01 definitely not a checkpoint " * 20)
+    pickle = tmp_path / "model.pt"
+    torch.save(tiny().state_dict(), pickle)
+    tiny_file = tmp_path / "short"
+    tiny_file.write_bytes(b"abc")
+    for path in (junk, pickle, tiny_file):
+        with pytest.raises(ValueError, match="safetensors"):
+            load_checkpoint(path)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_load_safetensors_without_llmtap_metadata(tmp_path):
+    from safetensors.torch import save_file
+    path = tmp_path / "plain.safetensors"
+    save_file({"wte.weight": torch.zeros(50, 16)}, str(path))
+    with pytest.raises(ValueError, match="llmtap"):
+        load_checkpoint(path)
+    path2 = tmp_path / "other.safetensors"
+    save_file({"a": torch.zeros(2)}, str(path2), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="llmtap"):
+        load_checkpoint(path2)
+
+
+def test_load_weights_mismatch_names_keys():
+    src = {k: v for k, v in tiny().state_dict().items() if k != "lm_head.weight"}
+    deeper = tiny(n_layer=3)
+    with pytest.raises(ValueError, match=r"h\.2\."):
+        load_weights(deeper, src)
+    wider = tiny(vocab_size=60)
+    with pytest.raises(ValueError, match="wte.weight"):
+        load_weights(wider, src)
+    extra = dict(src, **{"bogus.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="bogus.weight"):
+        load_weights(tiny(), extra)
+    target = tiny(seed=5)
+    load_weights(target, src)
+    assert torch.equal(target.wte.weight, src["wte.weight"])
+    assert target.lm_head.weight is target.wte.weight
+
+
+def test_load_checkpoint_into_mismatched_config(tmp_path):
+    from safetensors.torch import save_file
+    model = tiny()
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    cfg = dict(model.config.to_dict(), n_layer=3)
+    path = tmp_path / "lie.safetensors"
+    save_file(state, str(path), metadata={"format": "llmtap-gpt", "config": json.dumps(cfg)})
+    with pytest.raises(ValueError, match="missing"):
+        load_checkpoint(path)
+
+
+def test_autocast_dtype_cpu():
+    assert autocast_dtype(torch.device("cpu")) is None
