@@ -15,6 +15,8 @@ def _as_candidate_lists(prompts, candidates):
         raise TypeError("prompts must be a list of strings, not one string")
     if not prompts:
         raise ValueError("prompts is empty")
+    if isinstance(candidates, str):
+        raise TypeError("candidates must be a list of strings (or one list per prompt), not one string")
     if candidates and isinstance(candidates[0], str):
         candidates = [list(candidates)] * len(prompts)
     if len(candidates) != len(prompts):

@@ -76,6 +76,8 @@ class Tokenizer:
         return "".join(out)
 
     def id_to_piece(self, i: int) -> str:
+        if not 0 <= i < self.vocab_size:
+            raise ValueError(f"token id {i} is outside the vocabulary [0, {self.vocab_size})")
         if i < len(SPECIAL_TOKENS):
             return SPECIAL_TOKENS[i]
         if i < self.offset:

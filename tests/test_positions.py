@@ -171,3 +171,17 @@ def test_position_kinds():
     for bad in ("foo", "Rope", "", None):
         with pytest.raises(ValueError):
             check_position_kind(bad)
+
+
+def test_rope_rotation_by_hand():
+    # "half" layout: feature i pairs with i + d/2 and the pair turns by the angle p * theta_i:
+    # (a, b) -> (a cos - b sin, a sin + b cos)
+    d, p = 8, 3
+    inv_freq, _ = rope_inv_freq(d)
+    x = torch.arange(1.0, d + 1)
+    got = _rotate(x, p, inv_freq)
+    for i in range(d // 2):
+        angle = p * 10000.0 ** (-2 * i / d)
+        a, b = x[i].item(), x[i + d // 2].item()
+        assert got[i].item() == pytest.approx(a * math.cos(angle) - b * math.sin(angle), abs=1e-5)
+        assert got[i + d // 2].item() == pytest.approx(a * math.sin(angle) + b * math.cos(angle), abs=1e-5)

@@ -1,0 +1,104 @@
+import math
+import random
+
+import pytest
+import torch
+
+import llmtap
+from llmtap import corpus
+from llmtap.pretrain import (COURSE_MODEL_PATH, capability_report, corpus_batches, course_config, course_tokenizer,
+                             icl_accuracy, pretrain, sentiment_accuracy)
+from llmtap.train import read_checkpoint
+
+
+def test_course_tokenizer_covers_the_corpus():
+    tok = course_tokenizer()
+    alpha = corpus.alphabet()
+    assert all(len(tok.encode(c)) == 1 for c in alpha)
+    cfg = course_config(tok.vocab_size)
+    assert cfg.vocab_size == tok.vocab_size
+
+
+def test_corpus_batches_shapes_and_shift():
+    tok = course_tokenizer()
+    stream = corpus_batches(tok, block_size=40, batch_size=3, seed=0)
+    for _ in range(2):
+        x, y = next(stream)
+        assert x.shape == y.shape == (3, 40)
+        assert x.dtype == torch.long
+        assert torch.equal(x[:, 1:], y[:, :-1])
+        assert (x[:, 0] == tok.bos_id).all()
+        assert ((0 <= x) & (x < tok.vocab_size)).all()
+        # the corpus is covered by the vocabulary: no byte-fallback tokens
+        assert not ((x >= 3) & (x < tok.offset)).any()
+        assert (x == tok.eos_id).any() or (y == tok.eos_id).any()
+
+
+def test_corpus_batches_seeded():
+    tok = course_tokenizer()
+    a = next(corpus_batches(tok, 24, 2, seed=5))
+    b = next(corpus_batches(tok, 24, 2, seed=5))
+    c = next(corpus_batches(tok, 24, 2, seed=6))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_corpus_batches_rows_are_documents():
+    # each row is <bos> doc <eos> doc <eos> ... of the seeded document stream, cut to block + 1 tokens
+    tok = course_tokenizer()
+    x, y = next(corpus_batches(tok, 200, 2, seed=1))
+    rng = random.Random(1)
+    want = [tok.bos_id]
+    while len(want) < 201:
+        want += tok.encode(corpus.pretraining_document(rng), eos=True)
+    assert x[0].tolist() == want[:200] and y[0].tolist() == want[1:201]
+    assert x[1, 0].item() == tok.bos_id and not torch.equal(x[0], x[1])
+
+
+def test_pretrain_is_deterministic_on_cpu(tmp_path):
+    kw = dict(steps=3, progress=False, n_layer=1, n_embd=16, n_head=2)
+    _, _, h1 = pretrain(out=tmp_path / "a.safetensors", **kw)
+    _, _, h2 = pretrain(out=tmp_path / "b.safetensors", **kw)
+    ta, ma = read_checkpoint(tmp_path / "a.safetensors")
+    tb, mb = read_checkpoint(tmp_path / "b.safetensors")
+    assert ta.keys() == tb.keys() and len(ta) > 0
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+    # the metadata agrees too, except the wall-clock seconds of the run
+    assert ma["config"] == mb["config"] and ma["tokenizer"] == mb["tokenizer"]
+    assert h1["loss"] == h2["loss"]
+    assert math.isfinite(h1["loss"][-1])
+    model, tok = llmtap.load_checkpoint(tmp_path / "a.safetensors")
+    assert model.config.n_layer == 1 and model.config.block_size == 256
+    assert tok.chars == course_tokenizer().chars
+
+
+def test_report_functions_run_on_a_tiny_model():
+    tok = course_tokenizer()
+    torch.manual_seed(0)
+    model = llmtap.GPT(course_config(tok.vocab_size, n_layer=1, n_embd=16, n_head=2)).eval()
+    acc = sentiment_accuracy(model, tok, "en", n=6)
+    assert 0.0 <= acc <= 1.0 and acc * 6 == round(acc * 6)
+    acc = icl_accuracy(model, tok, 2, n=6)
+    assert 0.0 <= acc <= 1.0
+
+
+@pytest.mark.slow
+def test_course_model_report():
+    if not COURSE_MODEL_PATH.is_file():
+        pytest.skip(f"no course model checkpoint at {COURSE_MODEL_PATH} (build it with `python -m llmtap.pretrain`)")
+    model, tok = llmtap.load_course_model()
+    report = capability_report(model, tok, n=200)
+    assert report["sentiment_zh"] >= 0.95, report
+    assert report["sentiment_en"] >= 0.95, report
+    assert report["icl_k0"] <= 0.5, report
+    assert report["icl_k4"] >= 0.9, report
+    assert report["icl_k8"] >= 0.85, report
+    assert report["icl_k4_heldout_items"] >= 0.8, report
+
+
+def test_load_course_model_missing(monkeypatch, tmp_path):
+    import llmtap.pretrain as pretrain_mod
+    monkeypatch.setattr(pretrain_mod, "COURSE_MODEL_PATH", tmp_path / "nope.safetensors")
+    with pytest.raises(FileNotFoundError, match="python -m llmtap.pretrain"):
+        llmtap.load_course_model()
