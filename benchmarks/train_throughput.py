@@ -41,7 +41,7 @@ class TorchReference(nn.Module):
         mask = nn.Transformer.generate_square_subsequent_mask(T, device=idx.device)
         x = self.ln_f(self.blocks(x, mask=mask, is_causal=True))
         logits = self.lm_head(x)
-        return logits, F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
+        return logits, F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
 
 def main():

@@ -199,7 +199,7 @@ def category_document(rng: random.Random, lang: str) -> str:
 LABEL_WORDS = list("甲乙丙丁东南西北金木水火土春夏秋冬上中下左右红黄蓝") + \
     list("ABCDEFGHJKLMNPQRSTUVWXYZ") + list("0123456789") + \
     ["foo", "bar", "baz", "yes", "no", "up", "down", "one", "two", "six"]
-ARROW = " → "
+ARROW = "→"
 
 
 @dataclass
@@ -261,9 +261,14 @@ def _event_of_label(rng, lang, label, split):
 
 
 def mapping_document(rng: random.Random, lang: str) -> str:
-    kind = "sentiment" if rng.random() < 0.2 else "category"
-    k = rng.randint(3, 14) if kind == "category" else rng.randint(3, 8)
-    return sample_mapping(rng, k, lang, "train", balanced=rng.random() < 0.5, kind=kind).text()
+    return sample_mapping(rng, rng.randint(4, 16), lang, "train", balanced=rng.random() < 0.5).text()
+
+
+def repeat_document(rng: random.Random, lang: str) -> str:
+    """A random string of label words, then the same string again: the simplest thing to learn
+    to copy, which gets the copying machinery (induction heads) of the model going early."""
+    words = [rng.choice(LABEL_WORDS) for _ in range(rng.randint(8, 30))]
+    return "".join(words) + "\n" + "".join(words)
 
 
 # ----------------------------------------------------------------------------- instructions
@@ -341,8 +346,9 @@ def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "
 
 # ----------------------------------------------------------------------------- pretraining stream
 # Document mixture of the course model's pretraining: (generator, weight).
-MIXTURE = (("sentiment", 0.35), ("category", 0.15), ("mapping", 0.50))
-_GENERATORS = {"sentiment": sentiment_document, "category": category_document, "mapping": mapping_document}
+MIXTURE = (("sentiment", 0.25), ("category", 0.10), ("mapping", 0.40), ("repeat", 0.25))
+_GENERATORS = {"sentiment": sentiment_document, "category": category_document, "mapping": mapping_document,
+               "repeat": repeat_document}
 
 
 def pretraining_document(rng: random.Random, mixture=MIXTURE) -> str:

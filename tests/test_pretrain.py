@@ -21,10 +21,10 @@ def test_course_tokenizer_covers_the_corpus():
 
 def test_corpus_batches_shapes_and_shift():
     tok = course_tokenizer()
-    stream = corpus_batches(tok, block_size=40, batch_size=3, seed=0)
+    stream = corpus_batches(tok, block_size=300, batch_size=3, seed=0)
     for _ in range(2):
         x, y = next(stream)
-        assert x.shape == y.shape == (3, 40)
+        assert x.shape == y.shape == (3, 300)
         assert x.dtype == torch.long
         assert torch.equal(x[:, 1:], y[:, :-1])
         assert (x[:, 0] == tok.bos_id).all()

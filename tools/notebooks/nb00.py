@@ -75,9 +75,12 @@ larger tokens; with our small alphabet, characters are enough.
 
 ## 2. The model
 
-`llmtap.model` is a GPT in the style of nanoGPT: token embeddings, position information, a
-stack of blocks (attention, then an MLP, each inside a residual connection, 残差连接), and a
-final projection back to the vocabulary whose weight is shared with the token embedding.
+`llmtap.model` is a GPT in the style of nanoGPT: token embeddings, a stack of blocks
+(attention, then an MLP, each inside a residual connection, 残差连接), and a final projection
+back to the vocabulary whose weight is shared with the token embedding. The course model
+encodes positions with rotary embeddings (RoPE, 旋转位置编码), as Llama does: each query and
+key is rotated by an angle proportional to its position, so attention scores depend on the
+distance between tokens. Chapter 04 compares RoPE with learned, sinusoidal and ALiBi positions.
 """),
 code("""
 # NBVAL_CHECK_OUTPUT
