@@ -185,13 +185,32 @@ def category_items(category: int, lang: str, split: str = "train") -> list[str]:
     return [it[0] if lang == "zh" else it[1] for it in items]
 
 
-def category_document(rng: random.Random, lang: str) -> str:
+def category_fact(rng: random.Random, lang: str) -> str:
     c = rng.randrange(len(CATEGORY_NAMES))
     item = rng.choice(category_items(c, lang, "all"))
     name = CATEGORY_NAMES[c][0] if lang == "zh" else CATEGORY_NAMES[c][1]
     if lang == "zh":
         return rng.choice([f"{item}是一种{name}。", f"{item}属于{name}。"])
     return rng.choice([f"{item} is a kind of {name}.", f"{item} belongs to the {name} group."])
+
+
+def category_list(rng: random.Random, lang: str) -> str:
+    """A category and some of its members, e.g. '水果：柠檬、苹果、梨。' / 'fruit: lemon, apple, pear.'."""
+    c = rng.randrange(len(CATEGORY_NAMES))
+    items = rng.sample(category_items(c, lang, "all"), rng.randint(3, 6))
+    if lang == "zh":
+        return f"{CATEGORY_NAMES[c][0]}：{'、'.join(items)}。"
+    return f"{CATEGORY_NAMES[c][1]}: {', '.join(items)}."
+
+
+def category_document(rng: random.Random, lang: str) -> str:
+    """A few category facts or lists in a row, e.g. '芒果是一种水果。动物：狐狸、猫、马。'.
+
+    Lists put every item, held-out ones included, next to others of its category: predicting
+    the next member teaches the model which items belong together, the very feature that
+    in-context mapping needs."""
+    parts = [(category_fact if rng.random() < 0.5 else category_list)(rng, lang) for _ in range(rng.randint(2, 5))]
+    return ("" if lang == "zh" else " ").join(parts)
 
 
 # ----------------------------------------------------------------------------- in-context mappings
@@ -346,7 +365,7 @@ def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "
 
 # ----------------------------------------------------------------------------- pretraining stream
 # Document mixture of the course model's pretraining: (generator, weight).
-MIXTURE = (("sentiment", 0.25), ("category", 0.10), ("mapping", 0.40), ("repeat", 0.25))
+MIXTURE = (("sentiment", 0.20), ("category", 0.15), ("mapping", 0.40), ("repeat", 0.25))
 _GENERATORS = {"sentiment": sentiment_document, "category": category_document, "mapping": mapping_document,
                "repeat": repeat_document}
 
@@ -367,7 +386,7 @@ def alphabet() -> str:
     parts += LABEL_WORDS + [ARROW] + [s for f in FILLER.values() for s in f]
     parts += ["是一种属于 is a kind of belongs to the group", "密码是记住它。What is the pass key? Remember it.",
               "判断这句话的情绪是积极、中性还是消极。这个词属于哪一类？把这个词翻译成英文。列举种。加等于多少？把这个词倒过来写。"
-              "，：；！？“”‘’（）《》…—", ",\n"]   # ", " of English times and lists, "\n" between mapping lines
+              ":，：；！？“”‘’（）《》…—", ",\n"]   # ", " of English times and lists, "\n" between mapping lines
     return "".join(sorted(set("".join(parts))))
 
 

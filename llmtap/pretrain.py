@@ -76,7 +76,11 @@ def icl_accuracy(model, tokenizer, k: int, n: int = 200, seed: int = 0, query_sp
 
 def capability_report(model, tokenizer, n: int = 300, seed: int = 0) -> dict:
     model.eval()
-    report = {f"sentiment_{lang}": sentiment_accuracy(model, tokenizer, lang, n, seed) for lang in corpus.LANGS}
+    report = {}
+    for lang in corpus.LANGS:     # every template the corpus teaches, then their mean
+        per_template = [sentiment_accuracy(model, tokenizer, lang, n, seed, t) for t in corpus.TAUGHT_TEMPLATES[lang]]
+        report.update({f"sentiment_{lang}_t{i}": acc for i, acc in enumerate(per_template)})
+        report[f"sentiment_{lang}"] = sum(per_template) / len(per_template)
     for k in (0, 1, 2, 4, 8):
         report[f"icl_k{k}"] = icl_accuracy(model, tokenizer, k, n, seed)
     report["icl_k4_heldout_items"] = icl_accuracy(model, tokenizer, 4, n, seed, query_split="test")
@@ -84,6 +88,7 @@ def capability_report(model, tokenizer, n: int = 300, seed: int = 0) -> dict:
 
 
 def format_report(report: dict) -> str:
+    """The report as text; sentiment_xx_tN is taught template N of corpus.TAUGHT_TEMPLATES[xx]."""
     lines = ["capability report (held-out data, 3 classes, chance = 33%)"]
     lines += [f"  {name:<22} {value:6.1%}" for name, value in report.items()]
     return "\n".join(lines)

@@ -128,3 +128,15 @@ def test_check_command_exit_code(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         course.main(["check"])
     assert info.value.code == 0
+
+
+def test_every_solution_notebook_has_three_checked_exercises():
+    import nbformat
+    from llmtap.course import BEGIN, ROOT
+    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+        cells = nbformat.read(str(path), as_version=4).cells
+        code = [c.source for c in cells if c.cell_type == "code"]
+        exercises = [i for i, src in enumerate(code) if BEGIN in src]
+        assert len(exercises) >= 3, f"{path.name} has {len(exercises)} exercises, the course asks for 3"
+        for i in exercises:   # a checker cell follows every exercise
+            assert i + 1 < len(code) and "check_" in code[i + 1], f"{path.name}: exercise cell {i} has no checker cell after it"

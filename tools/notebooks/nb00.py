@@ -55,7 +55,7 @@ code("""
 # NBVAL_CHECK_OUTPUT
 model, tok = llmtap.load_course_model(device)
 print(tok)
-for text in ["我感到太好了。", "I feel great.", "火车 → 乙"]:
+for text in ["我感到太好了。", "I feel great.", "火车→乙"]:
     ids = tok.encode(text)
     print(f"{text!r:>16} -> {ids}")
 """),
@@ -328,22 +328,30 @@ code("""
 # NBVAL_CHECK_OUTPUT
 rng = random.Random(7)
 print("mixture:", corpus.MIXTURE)
-for kind in ["sentiment", "category", "mapping"]:
+generators = {"sentiment": corpus.sentiment_document, "category": corpus.category_document,
+              "mapping": corpus.mapping_document, "repeat": corpus.repeat_document}
+for kind, make in generators.items():
     print(f"\\n--- {kind}")
     for lang in corpus.LANGS:
-        doc = {"sentiment": corpus.sentiment_document, "category": corpus.category_document,
-               "mapping": corpus.mapping_document}[kind](rng, lang)
-        print(doc)
+        print(make(rng, lang).replace("\\n", " | "))
 """),
 md("""
 * **Sentiment** sentences combine a time, a place and one of 40 events with a level from −2
   to +2; the answer words of Z express the level. One combination in five is **held out**:
   it never appears in pretraining and is what the report tests on.
-* **Category facts** (`芒果是一种水果。`) teach which words go together.
-* **Mapping sequences** draw 3 label words at random for every sequence: nothing but the
-  context tells which label goes with which category. Learning to copy from context is what
-  makes in-context learning possible; two items of each category are kept out of mapping
-  sequences to test that the skill transfers to words seen only in category facts.
+* **Category facts and lists** (`芒果是一种水果。`, `动物：狐狸、猫、马。`) teach which words
+  belong together.
+* **Mapping sequences** (shown here with ` | ` for the line breaks) draw 3 label words at
+  random for every sequence: nothing but the context tells which label goes with which
+  category. Two items of each category are kept out of mapping sequences, to test whether
+  the skill transfers to words the model met only in facts and lists.
+* **Repeats** are a random string of label words written twice. The second copy can only be
+  predicted by looking back: this is the simplest lesson in copying from context, and it
+  makes the model's "induction heads" (attention heads that find the earlier occurrence of
+  the current pattern and copy what followed it) form early in training. Without repeats,
+  and with learned positions instead of rotary ones, a model of this size trained for the
+  same 2400 steps stayed at chance on in-context mappings: it had learnt which three labels a
+  sequence uses, but not which goes with which.
 
 The same generators also write instruction/response pairs (for supervised fine-tuning in
 chapter 05) and long filler text with a hidden pass key (for context length in chapter 04):
