@@ -7,7 +7,7 @@ md("""
 
 Every lesson of this course runs on a real, trained language model: a small decoder-only
 transformer (仅解码器 Transformer) that `llmtap` pretrains itself on a synthetic bilingual
-corpus and ships as a 3.7 MB file. This notebook is the tour:
+corpus and ships as a 3.6 MB file. This notebook is the tour:
 
 1. the tokenizer (分词器) on Chinese and English;
 2. the model, and text generation (生成) with temperature and top-k;
@@ -172,17 +172,18 @@ from llmtap.checks import check_sample_next
 check_sample_next(sample_next);
 """),
 md("""
-How temperature reshapes the distribution over the answer after `…丢了钱包。我感到`
-(the library's `llmtap.model.sample_next` is the reference implementation):
+How temperature reshapes the next-token distribution after `Yesterday, I ` (many events
+can follow, so the model is genuinely unsure). The library's `llmtap.model.sample_next` is the
+reference implementation of your exercise.
 """),
 code("""
 # NBVAL_IGNORE_OUTPUT
 from llmtap.widgets import next_token_probs
 fig, axes = plt.subplots(1, 3, figsize=(11, 2.8), sharey=True)
 for ax, T in zip(axes, [0.5, 1.0, 2.0]):
-    pieces, probs = next_token_probs(model, tok, "昨天我在公园里丢了钱包。我感到", temperature=T, top=8)
+    pieces, probs = next_token_probs(model, tok, "Yesterday, I ", temperature=T, top=8)
     ax.bar(range(len(pieces)), probs, color="tab:orange")
-    ax.set_xticks(range(len(pieces)), [plot_text(p) for p in pieces])
+    ax.set_xticks(range(len(pieces)), [plot_text(repr(p)) for p in pieces])
     ax.set_title(f"T = {T}")
 axes[0].set_ylabel("probability")
 plt.tight_layout(); plt.show()
@@ -250,9 +251,9 @@ md("""
 
 `llmtap.train` is the whole training loop: AdamW, a linear warm-up then a cosine learning-rate
 schedule, gradient clipping, autocast on a GPU, and a progress bar. Here a small model learns
-from scratch for a minute on the CPU (longer on a GPU); watch the loss fall. The plateau near
-the start is the model learning the character frequencies; the drops after it are words, then
-templates.
+from scratch for about twenty seconds on the CPU (more steps on a GPU); watch the loss fall:
+fast at first, while it learns which characters are common and which words they make, then
+slowly, as what is left to learn gets harder.
 """),
 code("""
 # NBVAL_IGNORE_OUTPUT
@@ -260,7 +261,7 @@ from llmtap.widgets import LiveLossPlot
 from llmtap.pretrain import course_config
 torch.manual_seed(0)
 small = llmtap.GPT(course_config(tok.vocab_size, n_layer=2, n_embd=64, n_head=4, block_size=128))
-steps = 1500 if device.type == "cuda" else 150
+steps = 1500 if device.type == "cuda" else 300
 plot = LiveLossPlot("a 2-layer model learning the corpus")
 history = llmtap.train(small, corpus_batches(tok, 128, 16, seed=0),
                        llmtap.TrainConfig(steps=steps, lr=3e-3, warmup_steps=20, log_every=10),
@@ -270,12 +271,12 @@ print(f"{steps} steps in {history['seconds']:.1f} s; loss {history['loss'][0]:.2
 code("""
 # NBVAL_IGNORE_OUTPUT
 ids = torch.tensor([tok.encode("昨天", bos=True)], device=device)
-print("after a minute:", tok.decode(small.generate(ids, 40, temperature=0)[0]))
+print("after training:", tok.decode(small.generate(ids, 40, temperature=0)[0]))
 print("course model:  ", tok.decode(model.generate(ids, 40, temperature=0)[0]))
 """),
 md("""
 The shipped model went through the same loop for much longer (`python -m llmtap.pretrain`,
-about 20 minutes on a 2-core CPU). The checkpoint is a safetensors file: plain tensors plus a
+about 20–25 minutes on a 2-core CPU). The checkpoint is a safetensors file: plain tensors plus a
 JSON header, loaded without running any code (a pickled `.pt` file could run arbitrary code
 when loaded, so llmtap refuses it).
 
