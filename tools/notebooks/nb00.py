@@ -107,7 +107,7 @@ def causal_mask(T):
 code("""
 # NBVAL_CHECK_OUTPUT
 from llmtap.checks import check_causal_mask
-check_causal_mask(causal_mask);
+_ = check_causal_mask(causal_mask)
 """),
 md("""
 With a mask in hand we can check that our mask and the fused causal kernel agree on random
@@ -169,7 +169,7 @@ def sample_next(logits, temperature=1.0, top_k=None, generator=None):
 code("""
 # NBVAL_CHECK_OUTPUT
 from llmtap.checks import check_sample_next
-check_sample_next(sample_next);
+_ = check_sample_next(sample_next)
 """),
 md("""
 How temperature reshapes the next-token distribution after `Yesterday, I ` (many events
@@ -201,7 +201,7 @@ Try it yourself: type a prompt and move the temperature slider.
 code("""
 # NBVAL_IGNORE_OUTPUT
 from llmtap.widgets import next_token_explorer
-next_token_explorer(model, tok);
+explorer = next_token_explorer(model, tok)
 """),
 md("""
 ## 3. Training: the next-token loss
@@ -225,7 +225,7 @@ def next_token_loss(logits, idx):
 code("""
 # NBVAL_CHECK_OUTPUT
 from llmtap.checks import check_next_token_loss
-check_next_token_loss(next_token_loss);
+_ = check_next_token_loss(next_token_loss)
 """),
 md("""
 On a batch of corpus text the shipped model's loss is far below that of a fresh model with
