@@ -4,9 +4,10 @@ The course model learns everything it knows from these generators:
 
 * event -> feeling sentences, ``昨天我在公园里丢了钱包。我感到糟糕。`` / ``... I feel terrible.``,
   with some (time, place, event) combinations held out for testing prompt classification;
-* category facts, ``苹果是一种水果。`` / ``apple is a kind of fruit.``;
-* in-context mapping sequences, ``苹果 → 乙`` lines whose labels are drawn afresh for each
+* category facts and lists, ``苹果是一种水果。`` / ``fruit: lemon, apple, pear.``;
+* in-context mapping sequences, ``苹果→乙`` lines whose labels are drawn afresh for each
   sequence, so the label of a query can only be copied from the demonstrations above it;
+* repeats, a random string written twice, which teach the model to copy from its context;
 * instruction / response pairs for a few simple tasks (for supervised fine-tuning);
 * long filler text with a hidden pass key (for the context-length lessons).
 

@@ -59,7 +59,9 @@ def next_token_explorer(model, tokenizer, text: str = "昨天我在公园里丢�
             pieces, probs = next_token_probs(model, tokenizer, box.value, temp.value)
             fig, ax = plt.subplots(figsize=(6, 3))
             ax.bar(range(len(pieces)), probs, color="tab:orange")
-            ax.set_xticks(range(len(pieces)), [plot_text(repr(p)[1:-1]) for p in pieces], rotation=45 if any(ord(c) > 0x2E80 for p in pieces for c in p) else 0)
+            has_cjk = any(ord(c) >= 0x2E80 for p in pieces for c in p)   # U+XXXX labels need room
+            ax.set_xticks(range(len(pieces)), [plot_text(repr(p)[1:-1]) for p in pieces],
+                          rotation=45 if has_cjk else 0)
             ax.set(ylim=(0, 1), ylabel="probability", title=f"next token, T = {temp.value:.1f}")
             plt.show()
 
