@@ -85,6 +85,12 @@ def level_to_label(level: int) -> str:
     return LABELS[(level > 0) - (level < 0) + 1]
 
 
+def sentiment_verbalizer(lang: str) -> dict:
+    """label -> answers, e.g. {'negative': ['不好', '糟糕'], 'neutral': ['一般'], 'positive': ['太好了', '好']}."""
+    _check_lang(lang)
+    return {y: [z for level, z in ANSWERS[lang].items() if level_to_label(level) == y] for y in LABELS}
+
+
 # The templates the corpus teaches: [X] is the event sentence, [Z] the answer slot.
 TAUGHT_TEMPLATES = {"zh": ["[X]我感到[Z]。", "[X]我觉得[Z]。"],
                     "en": ["[X] I feel [Z].", "[X] It made me feel [Z]."]}

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 
-from . import corpus
+from . import corpus, prompting
 from .model import GPT, GPTConfig
-from .prompting import score_continuations
 from .tokenizer import Tokenizer
 from .train import TrainConfig, load_checkpoint, save_checkpoint, train
 
@@ -55,14 +54,11 @@ def sentiment_accuracy(model, tokenizer, lang: str, n: int = 200, seed: int = 0,
     """Zero-shot prompt classification on held-out event sentences: fill each answer of Z into
     the template, keep the most likely one, map it to positive / neutral / negative."""
     rng = random.Random(seed)
-    template = template or corpus.TAUGHT_TEMPLATES[lang][0]
     events = [corpus.sample_event(rng, lang, "test") for _ in range(n)]
-    prefix, suffix = template.split("[Z]")
-    levels = list(corpus.ANSWERS[lang])
-    answers = [corpus.ANSWERS[lang][lv] + suffix for lv in levels]
-    scores = score_continuations(model, tokenizer, [prefix.replace("[X]", e.text) for e in events], answers)
-    predicted = [corpus.level_to_label(levels[i]) for i in scores.argmax(-1).tolist()]
-    return sum(p == e.label for p, e in zip(predicted, events)) / n
+    classifier = prompting.PromptClassifier(prompting.CausalLM(model, tokenizer),
+                                            template or corpus.TAUGHT_TEMPLATES[lang][0],
+                                            corpus.sentiment_verbalizer(lang))
+    return classifier.accuracy([e.text for e in events], [e.label for e in events])
 
 
 def icl_accuracy(model, tokenizer, k: int, n: int = 200, seed: int = 0, query_split: str = "train",
@@ -70,8 +66,7 @@ def icl_accuracy(model, tokenizer, k: int, n: int = 200, seed: int = 0, query_sp
     """In-context accuracy on fresh random mappings: k class-balanced demonstrations, 3 labels."""
     rng = random.Random(seed)
     tasks = [corpus.sample_mapping(rng, k, lang or corpus.LANGS[i % 2], query_split) for i in range(n)]
-    scores = score_continuations(model, tokenizer, [t.prompt() for t in tasks], [t.labels for t in tasks])
-    return sum(t.labels[i] == t.answer for t, i in zip(tasks, scores.argmax(-1).tolist())) / n
+    return prompting.icl_accuracy(prompting.CausalLM(model, tokenizer), tasks)
 
 
 def capability_report(model, tokenizer, n: int = 300, seed: int = 0) -> dict:

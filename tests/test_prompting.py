@@ -79,10 +79,12 @@ def test_log_probs_of_all_single_tokens_sum_to_one(setup):
     assert scores.exp().sum().item() + bos_and_bytes.item() == pytest.approx(1.0, abs=1e-4)
 
 
-def test_long_prompt_keeps_the_end(setup):
+def test_long_prompt_is_an_error_unless_trimming_is_asked_for(setup):
     model, tok = setup
     long_prompt = "abcdefgh" * 10
-    s = score_continuations(model, tok, [long_prompt], ["a", "b"])
+    with pytest.raises(ValueError, match="context holds 32"):
+        score_continuations(model, tok, [long_prompt], ["a", "b"])
+    s = score_continuations(model, tok, [long_prompt], ["a", "b"], too_long="left")
     ids = (tok.encode(long_prompt, bos=True) + tok.encode("a"))[-32:]
     with torch.no_grad():
         logp = F.log_softmax(model(torch.tensor([ids]))[0][0], -1)
@@ -107,3 +109,7 @@ def test_bad_inputs(setup):
         score_continuations(model, tok, ["ab", "cd"], [["a", "b"], ["a"]])     # different counts
     with pytest.raises(ValueError):
         score_continuations(model, tok, ["ab"], [["a", 3]])
+    with pytest.raises(ValueError, match="too_long"):
+        score_continuations(model, tok, ["ab"], ["a"], too_long="right")
+    with pytest.raises(ValueError, match="batch_size"):
+        score_continuations(model, tok, ["ab"], ["a"], batch_size=0)
