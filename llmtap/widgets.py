@@ -73,6 +73,51 @@ def next_token_explorer(model, tokenizer, text: str = "昨天我在公园里丢�
     return ui
 
 
+def prompt_classifier_demo(lm, templates: dict, verbalizers: dict, text: str = "我不小心错过了公共汽车。"):
+    """Type a sentence, pick a template and a verbalizer: the bar chart shows P(label | x).
+
+    ``templates`` and ``verbalizers`` map a display name to a template string and to a
+    verbalizer (a dict label -> answers, or a ``Verbalizer``)."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    from .prompting import PromptClassifier, Verbalizer
+    if not templates or not verbalizers:
+        raise ValueError("give at least one template and one verbalizer, each as a dict name -> value")
+    verbalizers = {k: v if isinstance(v, Verbalizer) else Verbalizer(v) for k, v in verbalizers.items()}
+    box = w.Text(value=text, description="x", layout=w.Layout(width="95%"))
+    pick_t = w.Dropdown(options=list(templates), description="template")
+    pick_v = w.Dropdown(options=list(verbalizers), description="verbalizer")
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            try:
+                clf = PromptClassifier(lm, templates[pick_t.value], verbalizers[pick_v.value])
+                probs = clf.predict_proba([box.value])[0].tolist()
+            except (ValueError, TypeError) as e:      # say what is wrong with the input, keep the widget
+                print(f"cannot classify this: {e}")
+                return
+            labels = clf.verbalizer.labels
+            fig, ax = plt.subplots(figsize=(5, 2.6))
+            ax.barh(labels, probs, color=["tab:red", "tab:gray", "tab:green"][:len(labels)] if len(labels) == 3
+                    else "tab:blue")
+            for i, p in enumerate(probs):
+                ax.text(min(p + 0.02, 0.85), i, f"{p:.0%}", va="center")
+            ax.set(xlim=(0, 1), xlabel="P(label | x)",
+                   title=plot_text(clf.template.prompt(box.value))[:70])
+            fig.tight_layout()
+            plt.show()
+
+    for control in (box, pick_t, pick_v):
+        control.observe(redraw, names="value")
+    redraw()
+    ui = w.VBox([box, w.HBox([pick_t, pick_v]), out])
+    display(ui)
+    return ui
+
+
 # ----------------------------------------------------------------------------- Chinese text in plots
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "SimHei",
              "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")

@@ -116,3 +116,84 @@ def test_run_check_reports_crashes(capsys):
     assert _line(capsys) == "T: your code raised RuntimeError: kaboom"
     assert checks.run_check("T", lambda: None) is True
     assert _line(capsys) == "T: correct ✓"
+
+
+# ----------------------------------------------------------------------------- chapter 01: answer scorer
+def logprob_right(lm, context, continuation):
+    c, z = lm.encode(context, bos=True), lm.encode(continuation)
+    ids = torch.tensor([c + z])
+    logp = F.log_softmax(lm.model(ids)[0][0], -1)
+    return sum(logp[len(c) + i - 1, t].item() for i, t in enumerate(z))
+
+
+def logprob_off_by_one(lm, context, continuation):   # reads the prediction at the token itself
+    c, z = lm.encode(context, bos=True), lm.encode(continuation)
+    logp = F.log_softmax(lm.model(torch.tensor([c + z]))[0][0], -1)
+    return sum(logp[len(c) + i, t].item() for i, t in enumerate(z[:-1]))
+
+
+def logprob_whole_text(lm, context, continuation):   # scores the context too
+    ids = lm.encode(context + continuation, bos=True)
+    logp = F.log_softmax(lm.model(torch.tensor([ids]))[0][0], -1)
+    return sum(logp[i - 1, ids[i]].item() for i in range(1, len(ids)))
+
+
+@pytest.mark.parametrize("fn, ok, phrase", [
+    (logprob_right, True, "correct"), (stub, False, "not solved yet"), (logprob_off_by_one, False, "expected"),
+    (logprob_whole_text, False, "continuation's tokens only"), (lambda lm, c, z: "x", False, "one number"),
+])
+def test_check_answer_logprob(capsys, fn, ok, phrase):
+    with torch.no_grad():
+        assert checks.check_answer_logprob(fn) is ok
+    line = _line(capsys)
+    assert line.startswith("Exercise: answer scorer") and phrase in line
+
+
+# ----------------------------------------------------------------------------- chapter 01: verbalizer
+def label_probs_right(scores, answers, label_words):
+    p = scores.softmax(-1)
+    return torch.stack([p[:, [answers.index(z) for z in words]].sum(-1) for words in label_words.values()], -1)
+
+
+def label_probs_no_softmax(scores, answers, label_words):
+    s = torch.stack([scores[:, [answers.index(z) for z in w]].sum(-1) for w in label_words.values()], -1)
+    return s / s.sum(-1, keepdim=True)
+
+
+def label_probs_fixed_order(scores, answers, label_words):   # assumes answers come label by label
+    p = scores.softmax(-1)
+    return torch.stack([p[:, 0:2].sum(-1), p[:, 2:3].sum(-1), p[:, 3:5].sum(-1)], -1)
+
+
+@pytest.mark.parametrize("fn, ok, phrase", [
+    (label_probs_right, True, "correct"), (stub, False, "not solved yet"),
+    (label_probs_no_softmax, False, "softmax"), (label_probs_fixed_order, False, "order of the labels"),
+    (lambda s, a, w: s, False, "shape"),
+])
+def test_check_label_probs(capsys, fn, ok, phrase):
+    assert checks.check_label_probs(fn) is ok
+    line = _line(capsys)
+    assert line.startswith("Exercise: verbalizer") and phrase in line
+
+
+# ----------------------------------------------------------------------------- chapter 01: k-shot prompt
+def kshot_right(demos, query):
+    return "".join(f"{x}→{y}\n" for x, y in demos) + f"{query}→"
+
+
+def kshot_no_newline(demos, query):
+    return "".join(f"{x}→{y}" for x, y in demos) + f"{query}→"
+
+
+def kshot_no_arrow(demos, query):
+    return "".join(f"{x}→{y}\n" for x, y in demos) + query
+
+
+@pytest.mark.parametrize("fn, ok, phrase", [
+    (kshot_right, True, "correct"), (stub, False, "not solved yet"), (kshot_no_newline, False, "expected"),
+    (kshot_no_arrow, False, "expected"), (lambda d, q: None, False, "str"),
+])
+def test_check_kshot_prompt(capsys, fn, ok, phrase):
+    assert checks.check_kshot_prompt(fn) is ok
+    line = _line(capsys)
+    assert line.startswith("Exercise: k-shot prompt") and phrase in line

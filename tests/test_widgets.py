@@ -56,3 +56,17 @@ def test_next_token_explorer_builds(tiny):
     model, tok = tiny
     ui = widgets.next_token_explorer(model, tok, "ab")
     assert len(ui.children) == 3
+
+
+def test_prompt_classifier_demo_updates_and_reports_bad_input(tiny, capsys):
+    from llmtap.prompting import CausalLM
+    model, tok = tiny
+    lm = CausalLM(model, tok)
+    ui = widgets.prompt_classifier_demo(lm, {"t1": "[X]我感到[Z]", "t2": "[X]感到[Z]"},
+                                        {"v": {"pos": ["a"], "neg": ["b", "c"]}}, text="ab")
+    box = ui.children[0]
+    assert "cannot classify" not in capsys.readouterr().out
+    box.value = "ab🙂"                              # a character the tokenizer has no token for
+    assert "cannot classify this: the tokenizer has no token for the characters ['🙂']" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="at least one template"):
+        widgets.prompt_classifier_demo(lm, {}, {"v": {"pos": ["a"]}})
