@@ -77,6 +77,15 @@ class KVCache:
         self.keys[layer], self.values[layer] = k, v
         return k, v
 
+    def repeat_interleave(self, n: int) -> "KVCache":
+        """A new cache with every batch row repeated n times (row i becomes rows i*n .. i*n+n-1):
+        one context, computed once, continued by n different candidates."""
+        out = KVCache(len(self.keys))
+        out.keys = [None if k is None else k.repeat_interleave(n, dim=0) for k in self.keys]
+        out.values = [None if v is None else v.repeat_interleave(n, dim=0) for v in self.values]
+        out.n_prefix = self.n_prefix
+        return out
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int):

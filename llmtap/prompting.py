@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .model import GPT
+from .model import GPT, KVCache
 from .tokenizer import Tokenizer
 
 
@@ -103,54 +103,93 @@ class CausalLM:
 
     @torch.no_grad()
     def score(self, prompts: list[str], candidates, normalize: bool = False, batch_size: int = 256,
-              too_long: str = "error") -> torch.Tensor:
+              too_long: str = "error", share_context: bool | None = None) -> torch.Tensor:
         """log P(z | prompt) for each prompt and candidate z, a (n_prompts, n_candidates) tensor.
 
-        log P(z | x') = sum over the tokens z_t of z of log P(z_t | x', z_<t): all candidates of a
-        batch of prompts are scored by one padded forward pass. ``candidates`` is one list shared by
-        all prompts or one list per prompt (equal lengths). ``normalize=True`` divides by the number
-        of tokens of z (mean log-probability per token), so an answer is not penalised just for
-        needing more tokens. ``too_long``: "error", or "left" to drop the start of a prompt that
-        does not fit the context window (in-context demonstrations go first).
+        log P(z | x') = sum over the tokens z_t of z of log P(z_t | x', z_<t), computed for a whole
+        batch at once, never one call per token or per candidate. ``candidates`` is one list shared
+        by all prompts or one list per prompt (equal lengths). ``normalize=True`` divides by the
+        number of tokens of z (mean log-probability per token), so an answer is not penalised
+        just for needing more tokens. ``too_long``: "error", or "left" to drop the start of a
+        prompt that does not fit the context window (in-context demonstrations go first).
+
+        ``share_context`` (the default for the course model): run each prompt once, keep its keys
+        and values in a KV cache and let every candidate continue from it, instead of re-reading
+        the prompt for every candidate; Hugging Face models score each (prompt, candidate) row whole.
         """
         if too_long not in ("error", "left"):
             raise ValueError(f"too_long must be 'error' or 'left', got {too_long!r}")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         candidates = _as_candidate_lists(prompts, candidates)
-        rows, spans = [], []
+        share_context = self.is_course_model if share_context is None else share_context
+        if share_context and not self.is_course_model:
+            raise ValueError("share_context needs the course model's KV cache; leave it as None for HF models")
+        contexts, answers = [], []
         for p, cands in zip(prompts, candidates):
-            p_ids = self.encode(p, bos=True)
-            for z in cands:
-                z_ids = self.encode(z)
-                ids = p_ids + z_ids
-                if self.max_len is not None and len(ids) > self.max_len:
-                    if too_long == "error":
-                        raise ValueError(
-                            f"prompt + answer is {len(ids)} tokens but the model's context holds {self.max_len} "
-                            f"(prompt starts {p[:40]!r}); use fewer demonstrations or shorter inputs, or "
-                            f"too_long='left' to drop the start of the prompt")
-                    ids = ids[-self.max_len:]
-                rows.append(ids)
-                spans.append(len(z_ids))
+            c_ids, z_ids = self.encode(p, bos=True), [self.encode(z) for z in cands]
+            longest = len(c_ids) + max(map(len, z_ids))
+            if self.max_len is not None and longest > self.max_len:
+                if too_long == "error":
+                    raise ValueError(
+                        f"prompt + answer is {longest} tokens but the model's context holds {self.max_len} "
+                        f"(prompt starts {p[:40]!r}); use fewer demonstrations or shorter inputs, or "
+                        f"too_long='left' to drop the start of the prompt")
+                c_ids = c_ids[longest - self.max_len:]
+            contexts.append(c_ids)
+            answers.append(z_ids)
+        score_rows = self._score_shared if share_context else self._score_rows
+        scores = score_rows(contexts, answers, batch_size)
+        if normalize:
+            scores = scores / torch.tensor([[len(z) for z in zs] for zs in answers], dtype=scores.dtype)
+        return scores
+
+    def _score_rows(self, contexts, answers, batch_size) -> torch.Tensor:
+        """Every (context, candidate) pair as one right-padded row; logits read at z's positions."""
+        rows = [(c + z, len(z)) for c, zs in zip(contexts, answers) for z in zs]
         scores = torch.empty(len(rows))
         for start in range(0, len(rows), batch_size):
-            chunk, span = rows[start:start + batch_size], spans[start:start + batch_size]
-            lengths = torch.tensor([len(r) for r in chunk])
+            chunk = rows[start:start + batch_size]
+            lengths = torch.tensor([len(ids) for ids, _ in chunk])
             x = torch.full((len(chunk), int(lengths.max())), self.pad_id, dtype=torch.long)
-            for i, ids in enumerate(chunk):
+            for i, (ids, _) in enumerate(chunk):
                 x[i, :len(ids)] = torch.tensor(ids)
             pos = torch.arange(x.shape[1])
-            mask = pos < lengths[:, None]                                          # real tokens
-            answer = (pos >= (lengths - torch.tensor(span))[:, None]) & mask       # tokens of z
-            x, mask, answer = x.to(self.device), mask.to(self.device), answer.to(self.device)
-            logp = F.log_softmax(self.logits(x, mask.long())[:, :-1].float(), dim=-1)   # predicts token t+1
-            token_logp = logp.gather(-1, x[:, 1:, None]).squeeze(-1) * answer[:, 1:]
-            s = token_logp.sum(-1)
-            if normalize:
-                s = s / answer[:, 1:].sum(-1)
-            scores[start:start + len(chunk)] = s.cpu()     # one copy per batch, not per row
-        return scores.view(len(prompts), len(candidates[0]))
+            mask = pos < lengths[:, None]                                               # real tokens
+            is_z = (pos >= (lengths - torch.tensor([n for _, n in chunk]))[:, None]) & mask   # tokens of z
+            x, mask, is_z = x.to(self.device), mask.to(self.device), is_z.to(self.device)
+            logits = self.logits(x, mask.long())[:, :-1]                         # position t predicts t+1
+            scores[start:start + len(chunk)] = _token_logprobs(logits, x[:, 1:], is_z[:, 1:]).cpu()
+        return scores.view(len(contexts), -1)
+
+    def _score_shared(self, contexts, answers, batch_size) -> torch.Tensor:
+        """Contexts of equal length go through the model together, once; their KV cache is then
+        repeated for the candidates, which only run their own few tokens."""
+        n_cand = len(answers[0])
+        scores = torch.empty(len(contexts), n_cand)
+        by_length = {}
+        for i, c in enumerate(contexts):
+            by_length.setdefault(len(c), []).append(i)
+        per_batch = max(1, batch_size // n_cand)
+        for group in by_length.values():
+            for start in range(0, len(group), per_batch):
+                idx = group[start:start + per_batch]
+                ctx = torch.tensor([contexts[i] for i in idx], device=self.device)
+                cache = KVCache(self.model.config.n_layer)
+                last = self.model(ctx, cache=cache)[0][:, -1:]                  # predicts z's first token
+                zs = [z for i in idx for z in answers[i]]
+                Z = max(map(len, zs))
+                z_ids = torch.full((len(zs), Z), self.pad_id, dtype=torch.long)
+                for r, z in enumerate(zs):
+                    z_ids[r, :len(z)] = torch.tensor(z)
+                z_ids = z_ids.to(self.device)
+                is_z = z_ids.new_tensor([[t < len(z) for t in range(Z)] for z in zs], dtype=torch.bool)
+                logits = last.repeat_interleave(n_cand, dim=0)
+                if Z > 1:    # z's own tokens, reading the shared context from the cache
+                    more = self.model(z_ids[:, :-1], cache=cache.repeat_interleave(n_cand))[0]
+                    logits = torch.cat([logits, more], dim=1)
+                scores[idx] = _token_logprobs(logits, z_ids, is_z).view(len(idx), n_cand).cpu()
+        return scores
 
     @torch.no_grad()
     def generate(self, prompt: str, max_new_tokens: int = 30, temperature: float = 0.0,
@@ -171,6 +210,14 @@ class CausalLM:
                                       pad_token_id=self.pad_id, **sampling)
         text = self.decode(out[0, len(ids):].tolist())
         return text.split(stop)[0] if stop else text
+
+
+def _token_logprobs(logits, targets, keep) -> torch.Tensor:
+    """Sum over positions where ``keep`` of log softmax(logits)[target]: (B, T, V), (B, T), (B, T) -> (B,).
+    The softmax runs only at the kept positions, not over every padded one."""
+    logp = F.log_softmax(logits[keep].float(), dim=-1).gather(-1, targets[keep][:, None]).squeeze(-1)
+    row = torch.arange(keep.shape[0], device=keep.device)[:, None].expand_as(keep)[keep]
+    return torch.zeros(keep.shape[0], device=logp.device).index_add_(0, row, logp)
 
 
 def as_causal_lm(model, tokenizer=None, **kwargs) -> CausalLM:

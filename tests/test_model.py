@@ -365,3 +365,16 @@ def test_loss_ignores_minus_100():
     _, loss_o = model(x, other)
     assert loss_o.item() == pytest.approx(loss_m.item(), rel=1e-6)
     assert abs(loss_m.item() - loss.item()) > 1e-4
+
+
+def test_kv_cache_repeat_interleave_continues_each_row():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16, position="rope")).eval()
+    ctx, cont = torch.randint(0, 20, (2, 5)), torch.randint(0, 20, (6, 3))
+    cache = KVCache(2)
+    with torch.no_grad():
+        model(ctx, cache=cache)
+        got = model(cont, cache=cache.repeat_interleave(3))[0]
+        want = model(torch.cat([ctx.repeat_interleave(3, 0), cont], 1))[0][:, 5:]
+    assert torch.allclose(got, want, atol=1e-5)
+    assert len(cache) == 5                     # the original cache is left as it was

@@ -303,3 +303,20 @@ def test_load_lm_by_name():
     assert not load_lm("random-gpt2", "cpu").is_course_model
     with pytest.raises(ValueError):
         load_lm("")
+
+
+def test_shared_context_equals_whole_rows(course):
+    rng = random.Random(2)
+    tasks = [corpus.sample_mapping(rng, k, "zh") for k in (0, 1, 3, 5, 5, 8)]
+    prompts = [t.prompt() for t in tasks] + ["我", "今天早上我在公园里丢了钱包。我感到"]
+    cands = [["甲", "太好了。", "不好。"]] * len(prompts)
+    shared = course.score(prompts, cands, share_context=True, batch_size=6)     # several groups and chunks
+    whole = course.score(prompts, cands, share_context=False)
+    assert torch.allclose(shared, whole, atol=1e-4)
+    norm = course.score(prompts, cands, normalize=True)
+    assert torch.allclose(norm, whole / torch.tensor([1.0, 4.0, 3.0]), atol=1e-4)
+
+
+def test_share_context_needs_the_course_model(hf):
+    with pytest.raises(ValueError, match="share_context"):
+        hf.score(["ab"], ["a"], share_context=True)
