@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +83,41 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
 
 
+def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int = 0) -> Iterator:
+    """Endless (x, y) batches from (prompt, completion) text pairs, for fine-tuning.
+
+    Each row is <bos> prompt completion, right-padded; the targets y are -100 (ignored by the
+    loss) everywhere except at the completion's tokens, so the model learns to answer, not to
+    reproduce the prompt."""
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("pairs is empty; give (prompt, completion) text pairs")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise ValueError(f"pair {i} is {pair!r}; each pair must be (prompt, completion), two strings")
+        if not pair[1]:
+            raise ValueError(f"pair {i} has an empty completion: there would be nothing to learn from it")
+    encoded = [(tokenizer.encode(p, bos=True), tokenizer.encode(c)) for p, c in pairs]
+    rng = random.Random(seed)
+    while True:
+        rows = [encoded[rng.randrange(len(encoded))] for _ in range(batch_size)]
+        T = max(len(p) + len(c) for p, c in rows) - 1
+        x = torch.full((batch_size, T), tokenizer.pad_id, dtype=torch.long)
+        y = torch.full((batch_size, T), -100, dtype=torch.long)
+        for i, (p, c) in enumerate(rows):
+            ids = p + c
+            x[i, :len(ids) - 1] = torch.tensor(ids[:-1])
+            y[i, len(p) - 1:len(ids) - 1] = torch.tensor(c)       # position t predicts token t + 1
+        yield x, y
+
+
 def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: TrainConfig,
           evaluate: Callable[[torch.nn.Module], dict] | None = None,
           on_log: Callable[[int, float], None] | None = None, device=None) -> dict:
-    """Train ``model`` on (x, y) batches; returns the history {"step", "loss", "lr", "eval", "seconds"}.
+    """Train ``model`` on (x, y) batches; returns the history
+    {"step", "loss", "lr", "eval", "seconds", "optimizer_bytes"}.
 
     ``batches`` is an iterator (or a function returning one batch per call) of token-id tensors
     x and targets y; the model must return (logits, loss) for ``model(x, y)``.
@@ -134,6 +166,10 @@ def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: 
             if cfg.checkpoint_path:
                 save_checkpoint(model, cfg.checkpoint_path)
     history["seconds"] = time.perf_counter() - t0
+    # AdamW keeps two moments (and a step count) per trainable parameter: the memory that
+    # parameter-efficient fine-tuning saves
+    history["optimizer_bytes"] = sum(t.numel() * t.element_size() for state in opt.state.values()
+                                     for t in state.values() if torch.is_tensor(t))
     model.eval()
     if cfg.checkpoint_path:
         save_checkpoint(model, cfg.checkpoint_path)

@@ -197,3 +197,61 @@ def test_check_kshot_prompt(capsys, fn, ok, phrase):
     assert checks.check_kshot_prompt(fn) is ok
     line = _line(capsys)
     assert line.startswith("Exercise: k-shot prompt") and phrase in line
+
+
+# ----------------------------------------------------------------------------- chapter 02
+def lora_fwd_right(x, W0, A, B, alpha, r):
+    return x @ W0.T + (alpha / r) * (x @ A.T) @ B.T
+
+
+def lora_fwd_unscaled(x, W0, A, B, alpha, r):
+    return x @ W0.T + (x @ A.T) @ B.T
+
+
+def lora_fwd_no_base(x, W0, A, B, alpha, r):
+    return (alpha / r) * (x @ A.T) @ B.T
+
+
+@pytest.mark.parametrize("fn, ok, phrase", [
+    (lora_fwd_right, True, "correct"), (stub, False, "not solved yet"), (lora_fwd_unscaled, False, "alpha / r"),
+    (lora_fwd_no_base, False, "exactly W0 x"), (lambda *a: 0, False, "shape"),
+])
+def test_check_lora_forward(capsys, fn, ok, phrase):
+    assert checks.check_lora_forward(fn) is ok
+    line = _line(capsys)
+    assert line.startswith("Exercise: LoRA forward") and phrase in line
+
+
+def merge_in_place(W0, A, B, alpha, r):
+    return W0.add_((alpha / r) * B @ A)
+
+
+@pytest.mark.parametrize("fn, ok, phrase", [
+    (lambda W0, A, B, alpha, r: W0 + (alpha / r) * B @ A, True, "correct"), (stub, False, "not solved yet"),
+    (merge_in_place, False, "in place"), (lambda W0, A, B, alpha, r: W0 + B @ A, False, "alpha / r"),
+    (lambda W0, A, B, alpha, r: (W0.T + A.T @ B.T).T, False, "alpha / r"),
+    (lambda W0, A, B, alpha, r: A.T @ B.T, False, "shaped like W0"),
+])
+def test_check_merge_weight(capsys, fn, ok, phrase):
+    assert checks.check_merge_weight(fn) is ok
+    line = _line(capsys)
+    assert line.startswith("Exercise: merge") and phrase in line
+
+
+def count_right(model, targets, r):
+    return sum(r * (m.in_features + m.out_features) for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in targets)
+
+
+def count_square(model, targets, r):
+    return sum(2 * r * m.in_features for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in targets)
+
+
+@pytest.mark.parametrize("fn, ok, phrase", [
+    (count_right, True, "correct"), (stub, False, "not solved yet"), (count_square, False, "r (d_in + d_out)"),
+])
+def test_check_lora_param_count(capsys, fn, ok, phrase):
+    assert checks.check_lora_param_count(fn) is ok
+    line = _line(capsys)
+    assert line.startswith("Exercise: LoRA parameter count") and phrase in line

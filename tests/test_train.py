@@ -6,7 +6,7 @@ import torch
 
 from llmtap.model import GPT, GPTConfig
 from llmtap.tokenizer import Tokenizer
-from llmtap.train import (TrainConfig, autocast_dtype, cosine_lr, load_checkpoint, load_weights, make_optimizer, pick_device,
+from llmtap.train import (TrainConfig, autocast_dtype, completion_batches, cosine_lr, load_checkpoint, load_weights, make_optimizer, pick_device,
                           read_checkpoint, save_checkpoint, train)
 
 
@@ -221,3 +221,45 @@ def test_load_checkpoint_into_mismatched_config(tmp_path):
 
 def test_autocast_dtype_cpu():
     assert autocast_dtype(torch.device("cpu")) is None
+
+
+def test_completion_batches_mask_everything_but_the_completion():
+    tok = Tokenizer("abcxyz→")
+    stream = completion_batches(tok, [("ab→", "x"), ("abcabc→", "yz")], batch_size=6, seed=0)
+    x, y = next(stream)
+    assert x.shape == y.shape and x.shape[0] == 6
+    for row_x, row_y in zip(x.tolist(), y.tolist()):
+        kept = [t for t in row_y if t != -100]
+        text = tok.decode([t for t in row_x if t != tok.pad_id])
+        assert tok.decode(kept) in ("x", "yz")
+        prompt = "ab→" if tok.decode(kept) == "x" else "abcabc→"
+        assert text == prompt + tok.decode(kept)[:-1]            # x stops one token before the end
+        first = row_y.index(kept[0])
+        assert row_x[first] == tok.encode("→")[0]               # the arrow predicts the answer
+    again = next(completion_batches(tok, [("ab→", "x"), ("abcabc→", "yz")], batch_size=6, seed=0))
+    assert torch.equal(again[0], x)
+
+
+@pytest.mark.parametrize("pairs, match", [([], "empty"), ([("a", "")], "empty completion"),
+                                          ([("a",)], "two strings"), (["ab"], "two strings")])
+def test_completion_batches_bad_inputs(pairs, match):
+    with pytest.raises(ValueError, match=match):
+        next(completion_batches(Tokenizer("ab"), pairs, 2))
+    with pytest.raises(ValueError, match="batch_size"):
+        next(completion_batches(Tokenizer("ab"), [("a", "b")], 0))
+
+
+def test_fine_tuning_on_completions_learns_the_answer_and_counts_optimizer_memory():
+    tok = Tokenizer("abcxyz→")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    pairs = [("ab→", "x"), ("ba→", "y"), ("cc→", "z")]
+    h = train(model, completion_batches(tok, pairs, 8), TrainConfig(steps=150, lr=1e-2, min_lr=1e-3, warmup_steps=5,
+                                                                    log_every=50, progress=False), device="cpu")
+    assert h["loss"][-1] < 0.1
+    n_params = sum(p.numel() for p in model.parameters())
+    assert h["optimizer_bytes"] == 2 * 4 * n_params + 4 * len(list(model.parameters()))   # m, v (fp32), step
+    with torch.no_grad():
+        for prompt, answer in pairs:
+            logits, _ = model(torch.tensor([tok.encode(prompt, bos=True)]))
+            assert tok.decode([int(logits[0, -1].argmax())]) == answer
