@@ -118,6 +118,50 @@ def prompt_classifier_demo(lm, templates: dict, verbalizers: dict, text: str = "
     return ui
 
 
+def lora_explorer(grid: dict, full_spectrum=None):
+    """Pick a rank r and an alpha: parameter count, accuracy and the singular values of the
+    trained update ΔW = (alpha / r) B A, from runs done beforehand.
+
+    ``grid`` maps (r, alpha) to a dict with "params" (trainable parameters), "accuracy" and
+    "spectrum" (singular values of ΔW of one layer); ``full_spectrum`` (optional) is the same
+    layer's update under full fine-tuning, drawn for comparison."""
+    import ipywidgets as w
+    from IPython.display import display
+    if not grid:
+        raise ValueError("grid is empty: train LoRA for a few (r, alpha) pairs first")
+    ranks = sorted({r for r, _ in grid})
+    alphas = sorted({a for _, a in grid})
+    pick_r = w.SelectionSlider(options=ranks, value=ranks[len(ranks) // 2], description="rank r")
+    pick_a = w.SelectionSlider(options=alphas, value=alphas[len(alphas) // 2], description="alpha")
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            run = grid.get((pick_r.value, pick_a.value))
+            if run is None:
+                print(f"no run for r={pick_r.value}, alpha={pick_a.value}; the grid has {sorted(grid)}")
+                return
+            fig, ax = plt.subplots(figsize=(6, 3))
+            if full_spectrum is not None:
+                ax.semilogy(range(1, len(full_spectrum) + 1), full_spectrum, color="gray", label="full fine-tuning")
+            s = run["spectrum"]
+            ax.semilogy(range(1, len(s) + 1), s, marker="o", color="tab:red", label=f"LoRA r={pick_r.value}")
+            ax.set(xlabel="index i", ylabel="singular value σ_i of ΔW", xlim=(0, 40),
+                   title=f"{run['params']:,} trainable parameters, accuracy {run['accuracy']:.1%}")
+            ax.legend()
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            plt.show()
+
+    pick_r.observe(redraw, names="value")
+    pick_a.observe(redraw, names="value")
+    redraw()
+    ui = w.VBox([w.HBox([pick_r, pick_a]), out])
+    display(ui)
+    return ui
+
+
 # ----------------------------------------------------------------------------- Chinese text in plots
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "SimHei",
              "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")

@@ -70,3 +70,15 @@ def test_prompt_classifier_demo_updates_and_reports_bad_input(tiny, capsys):
     assert "cannot classify this: the tokenizer has no token for the characters ['🙂']" in capsys.readouterr().out
     with pytest.raises(ValueError, match="at least one template"):
         widgets.prompt_classifier_demo(lm, {}, {"v": {"pos": ["a"]}})
+
+
+def test_lora_explorer(capsys):
+    grid = {(1, 2): {"params": 10, "accuracy": 0.5, "spectrum": [1.0]},
+            (4, 2): {"params": 40, "accuracy": 0.9, "spectrum": [1.0, 0.5, 0.2, 0.1]}}
+    ui = widgets.lora_explorer(grid, full_spectrum=[2.0, 1.0, 0.5])
+    pick_r = ui.children[0].children[0]
+    pick_r.value = 4
+    pick_r.value = 1
+    assert "no run" not in capsys.readouterr().out
+    with pytest.raises(ValueError, match="grid is empty"):
+        widgets.lora_explorer({})
