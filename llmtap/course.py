@@ -60,9 +60,11 @@ def _read(path):
 
 
 def make_chapters(solutions_dir=ROOT / "solutions", chapters_dir=ROOT / "chapters") -> list[Path]:
-    """Write chapters/NAME.ipynb for every solutions/NAME.ipynb; returns the written paths.
+    """Write chapters/NAME.ipynb for every solutions/NAME.ipynb whose cells it does not match yet;
+    returns the written paths.
 
-    Outputs are cleared: run ``execute`` on the chapters afterwards to refresh them.
+    A chapter already in sync is left alone, outputs and all. A written one has its outputs
+    cleared: run ``execute`` on it afterwards to refresh them.
     """
     import nbformat
     chapters_dir = Path(chapters_dir)
@@ -70,9 +72,16 @@ def make_chapters(solutions_dir=ROOT / "solutions", chapters_dir=ROOT / "chapter
     written = []
     for src in sorted(Path(solutions_dir).glob("*.ipynb")):
         dst = chapters_dir / src.name
-        nbformat.write(student_notebook(_read(src), src.name), str(dst))
+        student = student_notebook(_read(src), src.name)
+        if dst.is_file() and _cells(_read(dst)) == _cells(student):
+            continue
+        nbformat.write(student, str(dst))
         written.append(dst)
     return written
+
+
+def _cells(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in nb.cells]
 
 
 def drift(solutions_dir=ROOT / "solutions", chapters_dir=ROOT / "chapters") -> list[str]:
@@ -83,8 +92,7 @@ def drift(solutions_dir=ROOT / "solutions", chapters_dir=ROOT / "chapters") -> l
     problems += [f"chapters/{n} is missing (run `python -m llmtap.course build`)" for n in sorted(set(sol) - set(chap))]
     problems += [f"chapters/{n} has no solution notebook" for n in sorted(set(chap) - set(sol))]
     for name in sorted(set(sol) & set(chap)):
-        want = [(c.cell_type, c.source) for c in student_notebook(_read(sol[name]), name).cells]
-        have = [(c.cell_type, c.source) for c in _read(chap[name]).cells]
+        want, have = _cells(student_notebook(_read(sol[name]), name)), _cells(_read(chap[name]))
         if want != have:
             first = next((i for i, (a, b) in enumerate(zip(want, have)) if a != b), min(len(want), len(have)))
             problems.append(f"chapters/{name} differs from solutions/{name} at cell {first}")
@@ -115,7 +123,7 @@ def main(argv=None):
         sys.exit(1 if problems else 0)
     if args.command in ("chapters", "build"):
         written = make_chapters()
-        print(f"wrote {len(written)} chapter notebooks")
+        print(f"wrote {len(written)} chapter notebooks: {[p.name for p in written]}")
     if args.command == "execute":
         execute(args.notebooks or sorted((ROOT / "solutions").glob("*.ipynb")) + sorted((ROOT / "chapters").glob("*.ipynb")))
     if args.command == "build":

@@ -101,8 +101,13 @@ def test_make_chapters_and_drift(tmp_path):
     assert len(problems) == 1 and "01_demo.ipynb" in problems[0] and "cell 2" in problems[0]
 
     # an edited solution is drift too, until the chapters are rebuilt
-    make_chapters(sol, chap)
+    assert [p.name for p in make_chapters(sol, chap)] == ["01_demo.ipynb"]     # only the edited one
     assert drift(sol, chap) == []
+    nb = nbformat.read(str(chap / "01_demo.ipynb"), as_version=4)
+    nb.cells[2].outputs = [new_output("stream", text="kept\n")]
+    nbformat.write(nb, str(chap / "01_demo.ipynb"))
+    assert make_chapters(sol, chap) == []                                      # in sync: outputs kept
+    assert nbformat.read(str(chap / "01_demo.ipynb"), as_version=4).cells[2].outputs[0]["text"] == "kept\n"
     s = nbformat.read(str(sol / "02_other.ipynb"), as_version=4)
     s.cells.append(new_code_cell("2 + 2"))
     nbformat.write(s, str(sol / "02_other.ipynb"))
