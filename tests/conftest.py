@@ -16,3 +16,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def sharp_gpt():
+    """make(chars, block_size) -> (model, tokenizer): a small random GPT whose weights are drawn
+    wide (std 0.3), so that its next-token distributions are far from uniform and scores differ."""
+    from llmtap.model import GPT, GPTConfig
+    from llmtap.tokenizer import Tokenizer
+
+    def make(chars: str, block_size: int):
+        tok = Tokenizer(chars)
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=2, n_head=2, n_embd=16)).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() >= 2:
+                    p.normal_(0, 0.3)
+        return model, tok
+    return make

@@ -7,26 +7,17 @@ import torch.nn.functional as F
 
 import llmtap
 from llmtap import corpus
-from llmtap.model import GPT, GPTConfig
-from llmtap.prompting import (ICL_TEMPLATE, CausalLM, ICLTask, PromptClassifier, Template, Verbalizer,
+from llmtap.prompting import (CausalLM, ICLTask, PromptClassifier, Template, Verbalizer,
                               answer_search, as_causal_lm, check_answer_space, icl_accuracy, icl_curve,
                               icl_predict, icl_prompt, perturb_labels, select_demonstrations)
-from llmtap.tokenizer import Tokenizer
 
 SEED_X = "我不小心错过了公共汽车。"
 ZH_ANSWERS = ["太好了", "好", "一般", "不好", "糟糕"]
 
 
 @pytest.fixture(scope="module")
-def toy():
-    tok = Tokenizer("abcdefgh →我好感到不。，因为[]XZ\n")
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=16)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0, 0.3)
-    return CausalLM(model, tok)
+def toy(sharp_gpt):
+    return CausalLM(*sharp_gpt("abcdefgh →我好感到不。，因为[]XZ\n", block_size=64))
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +213,6 @@ def test_icl_on_the_course_model(course):
 
 def test_icl_curve_shape(toy):
     def make(k, seed):
-        rng = random.Random(seed)
         return [ICLTask([("ab", "a")] * k, "ab", "a", ["a", "b"]) for _ in range(3)]
     curve = icl_curve(toy, make, ks=[0, 2], seeds=[0, 1])
     assert list(curve) == [0, 2] and all(len(v) == 2 for v in curve.values())

@@ -2,21 +2,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmtap.model import GPT, GPTConfig
 from llmtap.prompting import score_continuations
-from llmtap.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
-def setup():
-    tok = Tokenizer("abcdefgh →我好")
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=16)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0, 0.3)
-    return model, tok
+def setup(sharp_gpt):
+    return sharp_gpt("abcdefgh →我好", block_size=32)
 
 
 def manual_score(model, tok, prompt, cand, normalize=False):
