@@ -4,7 +4,7 @@ The course model learns everything it knows from these generators:
 
 * event -> feeling sentences, ``昨天我在公园里丢了钱包。我感到糟糕。`` / ``... I feel terrible.``,
   with some (time, place, event) combinations held out for testing prompt classification;
-* category facts and lists, ``苹果是一种水果。`` / ``fruit: lemon, apple, pear.``;
+* category facts, lists and unnamed groups, ``苹果是一种水果。`` / ``fruit: lemon, apple, pear.`` / ``lemon, apple, pear.``;
 * in-context mapping sequences, ``苹果→乙`` lines whose labels are drawn afresh for each
   sequence, so the label of a query can only be copied from the demonstrations above it;
 * repeats, a random string written twice, which teach the model to copy from its context;
@@ -180,7 +180,7 @@ CATEGORIES = {
 }
 CATEGORY_NAMES = list(CATEGORIES)
 # The last two items of every category never appear in mapping sequences: in-context learning
-# on them needs what the model learnt about them from the category facts.
+# on them needs what the model learnt about them from the category facts, lists and groups.
 N_HELDOUT_ITEMS = 2
 
 
@@ -210,13 +210,21 @@ def category_list(rng: random.Random, lang: str) -> str:
     return f"{CATEGORY_NAMES[c][1]}: {', '.join(items)}."
 
 
-def category_document(rng: random.Random, lang: str) -> str:
-    """A few category facts or lists in a row, e.g. '芒果是一种水果。动物：狐狸、猫、马。'.
+def category_group(rng: random.Random, lang: str) -> str:
+    """Members of one category with no name given, e.g. '柠檬、苹果、梨。' / 'lemon, apple, pear.'."""
+    c = rng.randrange(len(CATEGORY_NAMES))
+    items = rng.sample(category_items(c, lang, "all"), rng.randint(3, 6))
+    return ("、".join(items) + "。") if lang == "zh" else (", ".join(items) + ".")
 
-    Lists put every item, held-out ones included, next to others of its category: predicting
-    the next member teaches the model which items belong together, the very feature that
-    in-context mapping needs."""
-    parts = [(category_fact if rng.random() < 0.5 else category_list)(rng, lang) for _ in range(rng.randint(2, 5))]
+
+def category_document(rng: random.Random, lang: str) -> str:
+    """A few category facts, lists or unnamed groups in a row, e.g. '芒果是一种水果。动物：狐狸、猫、马。'.
+
+    Lists and groups put every item, held-out ones included, next to others of its category.
+    In an unnamed group, predicting the next member requires knowing the category of the ones
+    before, read off the words themselves: the very feature in-context mapping needs to match
+    a query word with the demonstration of its category."""
+    parts = [rng.choice([category_fact, category_list, category_group])(rng, lang) for _ in range(rng.randint(2, 5))]
     return ("" if lang == "zh" else " ").join(parts)
 
 
@@ -372,7 +380,7 @@ def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "
 
 # ----------------------------------------------------------------------------- pretraining stream
 # Document mixture of the course model's pretraining: (generator, weight).
-MIXTURE = (("sentiment", 0.20), ("category", 0.15), ("mapping", 0.40), ("repeat", 0.25))
+MIXTURE = (("sentiment", 0.20), ("category", 0.25), ("mapping", 0.30), ("repeat", 0.25))
 _GENERATORS = {"sentiment": sentiment_document, "category": category_document, "mapping": mapping_document,
                "repeat": repeat_document}
 

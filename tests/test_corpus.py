@@ -315,3 +315,15 @@ def test_bad_inputs():
         corpus.passkey_sample(rng, 100, 0.5, "fr")
     with pytest.raises(ValueError):
         corpus.sentiment_document(rng, "fr")
+
+
+def test_category_group_is_one_category_without_its_name():
+    rng = random.Random(0)
+    for _ in range(50):
+        lang = rng.choice(corpus.LANGS)
+        text = corpus.category_group(rng, lang)
+        items = text.rstrip("。.").split("、" if lang == "zh" else ", ")
+        cats = [c for c in range(len(corpus.CATEGORY_NAMES)) if set(items) <= set(corpus.category_items(c, lang, "all"))]
+        assert len(cats) == 1 and 3 <= len(items) <= 6 and len(set(items)) == len(items)
+        name = corpus.CATEGORY_NAMES[cats[0]][0 if lang == "zh" else 1]
+        assert name not in text.split("、" if lang == "zh" else ", ")

@@ -102,8 +102,6 @@ def test_course_model_report(course_report):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known shortfall of the shipped checkpoint: in-context accuracy on query "
-                   "words never seen in mapping sequences is 70% at k=4, the course asks for 80%")
 def test_course_model_transfers_to_heldout_items(course_report):
     assert course_report["icl_k4_heldout_items"] >= 0.8, course_report
 
