@@ -35,7 +35,7 @@ def randomize_b(model, seed=1):
             layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g))
 
 
-X = torch.randint(0, 50, (2, 10))
+X = torch.randint(0, 50, (2, 10), generator=torch.Generator().manual_seed(0))
 
 
 # ----------------------------------------------------------------------------- the layer
@@ -173,7 +173,8 @@ def test_remove_lora(course_gpt):
     randomize_b(course_gpt)
     adapted = course_gpt(X)[0]
     merged_copy = remove_lora(copy.deepcopy(course_gpt), merge=True)
-    assert not lora_layers(merged_copy) and torch.allclose(merged_copy(X)[0], adapted, atol=1e-5)
+    # fp32 rounding of W0 + ΔW with ‖B‖ ~ 1: the same 1e-4 as the merge test below
+    assert not lora_layers(merged_copy) and torch.allclose(merged_copy(X)[0], adapted, atol=1e-4, rtol=1e-4)
     remove_lora(course_gpt)
     assert all(torch.equal(a, b) for a, b in zip(course_gpt.state_dict().values(), base.state_dict().values()))
 
