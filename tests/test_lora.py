@@ -77,13 +77,18 @@ def test_dropout_only_touches_the_update():
 
 
 def test_lora_under_bf16_autocast(course_gpt):
+    base = course_gpt(X)[0]
     add_lora(course_gpt, ["c_attn", "c_fc"], r=4, alpha=8)
     randomize_b(course_gpt)
+    with torch.no_grad():
+        for layer in lora_layers(course_gpt).values():
+            layer.lora_B.mul_(0.1)              # an update of the size training produces
     full = course_gpt(X)[0]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = course_gpt(X)[0]
     assert low.dtype == torch.bfloat16
-    assert (low.float() - full).abs().max().item() < 0.1
+    # bf16 keeps ~3 significant digits: its rounding error must stay well below what the update changes
+    assert (low.float() - full).abs().max().item() < 0.1 * (full - base).abs().max().item()
 
 
 # ----------------------------------------------------------------------------- wrapping
