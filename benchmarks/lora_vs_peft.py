@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import base_parser, interleaved, peak_memory, print_table  # noqa: E402
 
 from llmtap.lora import add_lora, merge_lora, unmerge_lora  # noqa: E402
-from llmtap.train import autocast_dtype  # noqa: E402
+from llmtap.train import autocast_dtype, optimizer_state_bytes  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -38,10 +38,6 @@ def gpt2(n_layer, n_embd, n_head, n_positions, seed=0):
 def peft_lora(model, r, alpha):
     from peft import LoraConfig, get_peft_model
     return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules=["c_attn"], task_type="CAUSAL_LM"))
-
-
-def optimizer_bytes(opt) -> int:
-    return sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values() if torch.is_tensor(t))
 
 
 def drift_after_cycles(model, merge, unmerge, cycles) -> float:
@@ -100,7 +96,7 @@ def main():
     for name in models:
         trainable = sum(p.numel() for p in models[name].parameters() if p.requires_grad)
         row = {"method": name, "trainable params": trainable, "ms/step": times[name] * 1e3,
-               "time vs peft": times[name] / ref, "optimizer MB": optimizer_bytes(optims[name]) / 2**20}
+               "time vs peft": times[name] / ref, "optimizer MB": optimizer_state_bytes(optims[name]) / 2**20}
         if peaks[name] is not None:
             row["peak GiB"] = peaks[name] / 2**30
             row["memory vs peft"] = peaks[name] / peaks["peft LoRA"]

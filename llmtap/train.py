@@ -113,6 +113,13 @@ def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int =
         yield x, y
 
 
+def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
+    """Bytes the optimizer keeps besides the weights. AdamW stores two moments (and a step count)
+    per trainable parameter: the memory that parameter-efficient fine-tuning saves."""
+    return sum(t.numel() * t.element_size() for state in opt.state.values()
+               for t in state.values() if torch.is_tensor(t))
+
+
 def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: TrainConfig,
           evaluate: Callable[[torch.nn.Module], dict] | None = None,
           on_log: Callable[[int, float], None] | None = None, device=None) -> dict:
@@ -166,10 +173,7 @@ def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: 
             if cfg.checkpoint_path:
                 save_checkpoint(model, cfg.checkpoint_path)
     history["seconds"] = time.perf_counter() - t0
-    # AdamW keeps two moments (and a step count) per trainable parameter: the memory that
-    # parameter-efficient fine-tuning saves
-    history["optimizer_bytes"] = sum(t.numel() * t.element_size() for state in opt.state.values()
-                                     for t in state.values() if torch.is_tensor(t))
+    history["optimizer_bytes"] = optimizer_state_bytes(opt)
     model.eval()
     if cfg.checkpoint_path:
         save_checkpoint(model, cfg.checkpoint_path)
