@@ -189,3 +189,15 @@ def check_lora_param_count(lora_param_count) -> bool:
             assert got == want, f"for targets {targets} and r={r} expected {want}, got {got}: each wrapped " \
                                 f"layer adds r (d_in + d_out)"
     return run_check("Exercise: LoRA parameter count", test)
+
+
+# ----------------------------------------------------------------------------- chapter 03
+# (chapter 03 checkers go here)
+
+
+# ----------------------------------------------------------------------------- chapter 04
+# (chapter 04 checkers go here)
+
+
+# ----------------------------------------------------------------------------- chapter 05
+# (chapter 05 checkers go here)

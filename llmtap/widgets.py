@@ -162,6 +162,18 @@ def lora_explorer(grid: dict, full_spectrum=None):
     return ui
 
 
+# ----------------------------------------------------------------------------- chapter 03
+# (chapter 03 widgets go here)
+
+
+# ----------------------------------------------------------------------------- chapter 04
+# (chapter 04 widgets go here)
+
+
+# ----------------------------------------------------------------------------- chapter 05
+# (chapter 05 widgets go here)
+
+
 # ----------------------------------------------------------------------------- Chinese text in plots
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "SimHei",
              "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")
