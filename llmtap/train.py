@@ -103,14 +103,28 @@ def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int =
     rng = random.Random(seed)
     while True:
         rows = [encoded[rng.randrange(len(encoded))] for _ in range(batch_size)]
-        T = max(len(p) + len(c) for p, c in rows) - 1
-        x = torch.full((batch_size, T), tokenizer.pad_id, dtype=torch.long)
-        y = torch.full((batch_size, T), -100, dtype=torch.long)
-        for i, (p, c) in enumerate(rows):
-            ids = p + c
-            x[i, :len(ids) - 1] = torch.tensor(ids[:-1])
-            y[i, len(p) - 1:len(ids) - 1] = torch.tensor(c)       # position t predicts token t + 1
-        yield x, y
+        yield collate_completions(rows, tokenizer.pad_id)
+
+
+def collate_completions(rows, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One right-padded batch (x, y) from (prompt_ids, completion_ids) token-id pairs.
+
+    x is prompt + completion without its last token; y[t] is the token x should predict at
+    position t, -100 (ignored by the loss) on the prompt and the padding."""
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows is empty; give (prompt_ids, completion_ids) pairs")
+    for i, (p, c) in enumerate(rows):
+        if not p or not c:
+            raise ValueError(f"row {i} has an empty prompt or completion; both need at least one token")
+    T = max(len(p) + len(c) for p, c in rows) - 1
+    x = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    y = torch.full((len(rows), T), -100, dtype=torch.long)
+    for i, (p, c) in enumerate(rows):
+        ids = list(p) + list(c)
+        x[i, :len(ids) - 1] = torch.tensor(ids[:-1])
+        y[i, len(p) - 1:len(ids) - 1] = torch.tensor(list(c))   # position t predicts token t + 1
+    return x, y
 
 
 def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
