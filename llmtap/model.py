@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .positions import (alibi_slopes, apply_rope, check_position_kind, rope_cos_sin,
+from .positions import (alibi_flex_attention, alibi_slopes, apply_rope, check_position_kind, rope_cos_sin,
                         rope_inv_freq, sinusoidal_table)
 
 
@@ -107,6 +107,11 @@ class CausalSelfAttention(nn.Module):
             past = 0 if cache.keys[self.layer] is None else cache.keys[self.layer].shape[2]
             k, v = cache.append(self.layer, k, v)
         S = k.shape[2]
+        dropout_p = self.dropout if self.training else 0.0
+        if alibi is not None and past == 0 and x.is_cuda and dropout_p == 0.0:
+            # ALiBi on a GPU: FlexAttention adds the bias inside the kernel, no (H, T, T) tensor
+            y = alibi_flex_attention(q, k, v, alibi)
+            return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
         if past == 0 and alibi is None:
             mask, causal = None, True                     # the fused causal kernel
         else:
@@ -119,8 +124,7 @@ class CausalSelfAttention(nn.Module):
                             - torch.arange(S, device=x.device)[None, :])
                 mask = (-alibi[:, None, None] * distance).masked_fill(~allowed, float("-inf")).to(q.dtype)
             causal = False
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -166,8 +170,11 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight        # weight tying: one matrix reads and writes tokens
         if config.position == "rope":
+            # dynamic NTK and YaRN need the length trained on; by default the config's block_size
+            self.rope_scaling = None if config.rope_scaling is None else \
+                {"original_max_position_embeddings": config.block_size, **config.rope_scaling}
             inv_freq, self.rope_attention_factor = rope_inv_freq(
-                config.n_embd // config.n_head, config.rope_base, config.rope_scaling)
+                config.n_embd // config.n_head, config.rope_base, self.rope_scaling)
             self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
         if config.position == "alibi":
             self.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
@@ -221,9 +228,15 @@ class GPT(nn.Module):
         elif kind == "sinusoidal":
             x = x + sinusoidal_table(start + L, self.config.n_embd).to(x.device, x.dtype)[start:]
         elif kind == "rope":
-            rope = rope_cos_sin(pos, self.rope_inv_freq)
-            if self.rope_attention_factor != 1.0:     # YaRN-style temperature on the logits
-                rope = tuple(t * math.sqrt(self.rope_attention_factor) for t in rope)
+            inv_freq = self.rope_inv_freq
+            if self.rope_scaling is not None and "dynamic" in (self.rope_scaling.get("rope_type"),
+                                                               self.rope_scaling.get("type")):
+                # dynamic NTK: the base grows with the current length (cached keys keep their angles)
+                inv_freq = rope_inv_freq(self.config.n_embd // self.config.n_head, self.config.rope_base,
+                                         self.rope_scaling, seq_len=start + L)[0].to(x.device)
+            rope = rope_cos_sin(pos, inv_freq)
+            if self.rope_attention_factor != 1.0:     # YaRN: cos, sin (so q and k) times the factor
+                rope = tuple(t * self.rope_attention_factor for t in rope)
         elif kind == "alibi":
             alibi = self.alibi_slopes
         x = self.drop(x)

@@ -41,28 +41,105 @@ def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- RoPE
+ROPE_TYPES = ("linear", "ntk", "dynamic", "yarn")
+
+
 def rope_inv_freq(head_dim: int, base: float = 10000.0, scaling: dict | None = None,
                   seq_len: int | None = None) -> tuple[torch.Tensor, float]:
     """Rotary frequencies theta_i = base^(-2i/d), i = 0 .. d/2 - 1, and an attention factor.
 
-    ``scaling`` follows the Hugging Face ``rope_scaling`` dict. Supported here:
-    ``{"rope_type": "linear", "factor": s}`` - position interpolation, f'(x, m) = f(x, m L / L')
-    with s = L' / L, which is the same as dividing every frequency by s.
+    ``scaling`` is a Hugging Face ``rope_scaling`` dict, ``{"rope_type": ..., "factor": s,
+    "original_max_position_embeddings": L}``, that stretches a model trained on L positions
+    to L' = s L:
+
+    * ``linear``  - position interpolation, f'(x, m) = f(x, m L / L'): every theta_i / s;
+    * ``ntk``     - NTK-aware scaling: a larger base, base' = base * s^(d / (d - 2)), so the
+                    fastest pair keeps its frequency and the slowest is divided by s;
+    * ``dynamic`` - NTK with s grown from 1 as the input gets longer than L (needs ``seq_len``):
+                    base' = base * (s * seq_len / L - (s - 1))^(d / (d - 2));
+    * ``yarn``    - "NTK-by-parts": pairs that turn many times within L keep theta_i, pairs that
+                    turn less than once are interpolated (theta_i / s), a linear ramp in between
+                    (``beta_fast`` = 32 and ``beta_slow`` = 1 turns), and the attention logits are
+                    multiplied by attention_factor^2 with attention_factor = 0.1 ln s + 1.
+
+    The attention factor multiplies cos and sin (so both q and k); it is 1 except for YaRN.
     """
-    if head_dim <= 0 or head_dim % 2:
-        raise ValueError(f"RoPE rotates pairs of features: head_dim must be even and > 0, got {head_dim}")
-    if base <= 1.0:
+    if not isinstance(head_dim, int) or isinstance(head_dim, bool) or head_dim <= 0 or head_dim % 2:
+        raise ValueError(f"RoPE rotates pairs of features: head_dim must be an even int > 0, got {head_dim!r}")
+    if not base > 1.0:
         raise ValueError(f"RoPE base must be > 1, got {base}")
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    d = head_dim
+    i2 = torch.arange(0, d, 2, dtype=torch.float32)                  # 2i = 0, 2, ..., d - 2
+    inv_freq = 1.0 / (base ** (i2 / d))                                # theta_i = base^(-2i/d)
     if scaling is None:
         return inv_freq, 1.0
+    if not isinstance(scaling, dict):
+        raise TypeError(f"scaling must be a rope_scaling dict or None, got {type(scaling).__name__}")
     rope_type = scaling.get("rope_type", scaling.get("type"))
-    factor = float(scaling.get("factor", 1.0))
-    if factor < 1.0:
-        raise ValueError(f"rope_scaling factor must be >= 1 (it stretches the context), got {factor}")
+    if rope_type in (None, "default"):
+        if "factor" in scaling:
+            raise ValueError(f"rope_scaling {scaling} has a factor but no rope_type; add one of {ROPE_TYPES}")
+        return inv_freq, 1.0
+    if rope_type not in ROPE_TYPES:
+        raise ValueError(f"unsupported rope_type {rope_type!r}; supported: {ROPE_TYPES}")
+    if "factor" not in scaling:
+        raise ValueError(f"rope_scaling of type {rope_type!r} needs a 'factor' (the new length / the trained length)")
+    s = float(scaling["factor"])
+    if not s >= 1.0:
+        raise ValueError(f"rope_scaling factor must be >= 1 (it stretches the context), got {s}")
     if rope_type == "linear":
-        return inv_freq / factor, 1.0
-    raise ValueError(f"unsupported rope_type {rope_type!r}; supported: 'linear'")
+        return inv_freq / s, 1.0                                       # theta_i / s
+    if rope_type == "ntk":
+        return 1.0 / ((base * s ** (d / (d - 2))) ** (i2 / d)), 1.0    # base' = base s^(d/(d-2))
+    L = _original_length(scaling, rope_type)
+    if rope_type == "dynamic":
+        if seq_len is not None and (not isinstance(seq_len, int) or seq_len <= 0):
+            raise ValueError(f"seq_len must be a positive int (the current sequence length), got {seq_len!r}")
+        n = L if seq_len is None else max(seq_len, L)                 # no change up to L tokens
+        new_base = base * (s * n / L - (s - 1)) ** (d / (d - 2))
+        return 1.0 / (new_base ** (i2 / d)), 1.0
+    return _yarn(inv_freq, d, base, s, L, scaling)
+
+
+def _original_length(scaling: dict, rope_type: str) -> int:
+    L = scaling.get("original_max_position_embeddings")
+    if not isinstance(L, int) or L <= 0:
+        raise ValueError(f"rope_type {rope_type!r} needs 'original_max_position_embeddings', the length the "
+                         f"model was trained on (a positive int), got {L!r}")
+    return L
+
+
+def _yarn(inv_freq: torch.Tensor, d: int, base: float, s: float, L: int, scaling: dict):
+    def mscale(scale, m=1.0):                                          # 0.1 m ln(s) + 1
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attention_factor = scaling.get("attention_factor")
+    if attention_factor is None:
+        m, m_all = scaling.get("mscale"), scaling.get("mscale_all_dim")
+        attention_factor = mscale(s, m) / mscale(s, m_all) if (m and m_all) else mscale(s)
+    beta_fast = scaling.get("beta_fast") or 32.0                     # >= 32 turns within L: keep theta_i
+    beta_slow = scaling.get("beta_slow") or 1.0                      # <= 1 turn within L: theta_i / s
+
+    def pair_turning(turns):   # the (fractional) pair index i whose angle turns `turns` times in L
+        return d * math.log(L / (turns * 2 * math.pi)) / (2 * math.log(base))
+
+    low, high = pair_turning(beta_fast), pair_turning(beta_slow)
+    if scaling.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, d - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(d // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)   # 0 fast .. 1 slow
+    return inv_freq * (1 - ramp) + (inv_freq / s) * ramp, float(attention_factor)
+
+
+def interpolate_positions(positions: torch.Tensor, trained_len: int, target_len: int) -> torch.Tensor:
+    """Position interpolation m' = m L / L': squeeze positions 0 .. L' - 1 into [0, L)."""
+    if not (isinstance(trained_len, int) and isinstance(target_len, int)) or trained_len <= 0 or target_len <= 0:
+        raise ValueError(f"trained_len and target_len must be positive ints, got {trained_len!r}, {target_len!r}")
+    if target_len < trained_len:
+        raise ValueError(f"target_len ({target_len}) must be >= trained_len ({trained_len}): interpolation stretches")
+    return positions.float() * (trained_len / target_len)
 
 
 def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +168,7 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     For a head count n that is not a power of two, ALiBi takes the slopes of the closest power
     of two below n, then fills the remaining heads with every other slope of twice that count.
     """
-    if not isinstance(n_heads, int) or n_heads <= 0:
+    if not isinstance(n_heads, int) or isinstance(n_heads, bool) or n_heads <= 0:
         raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
 
     def power_of_two(n):
@@ -115,3 +192,42 @@ def alibi_bias(n_heads: int, q_len: int, k_len: int | None = None, device=None) 
     j = torch.arange(k_len, device=device)[None, :]
     distance = (i - j).float()
     return -alibi_slopes(n_heads).to(device)[:, None, None] * distance
+
+
+# ----------------------------------------------------------------------------- ALiBi on a GPU
+# FlexAttention computes the scores block by block inside one fused kernel and lets us change
+# each score on the fly (score_mod), so the (H, L, L) bias is never written to memory; the
+# causal block mask lets the kernel skip the blocks above the diagonal altogether.
+_compiled_flex = None
+_block_masks: dict = {}
+
+
+def _causal(b, h, q_idx, kv_idx):
+    return q_idx >= kv_idx
+
+
+def alibi_flex_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+    """Causal ALiBi attention softmax(q_i K^T / sqrt(d) + m_h [-(i-1), ..., -1, 0]) V with FlexAttention.
+
+    q, k, v: (B, H, L, d), queries and keys at the same positions 0 .. L - 1; slopes: (H,).
+    Compiled on first use (per device and length); meant for CUDA, where it is one fused kernel.
+    """
+    if q.dim() != 4 or q.shape != k.shape or k.shape[:3] != v.shape[:3]:
+        raise ValueError(f"q, k, v must be (B, H, L, d) with the same B, H, L; got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+    if slopes.shape != (q.shape[1],):
+        raise ValueError(f"need one slope per head: slopes {tuple(slopes.shape)} for {q.shape[1]} heads")
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    global _compiled_flex
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    L = q.shape[2]
+    key = (L, str(q.device))
+    if key not in _block_masks:
+        _block_masks[key] = create_block_mask(_causal, None, None, L, L, device=q.device)
+    slopes = slopes.to(device=q.device, dtype=torch.float32)
+
+    def alibi_score(score, b, h, q_idx, kv_idx):
+        return score + slopes[h] * (kv_idx - q_idx)                   # + m_h * -(i - j)
+
+    return _compiled_flex(q, k, v, score_mod=alibi_score, block_mask=_block_masks[key])

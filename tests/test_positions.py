@@ -185,3 +185,151 @@ def test_rope_rotation_by_hand():
         a, b = x[i].item(), x[i + d // 2].item()
         assert got[i].item() == pytest.approx(a * math.cos(angle) - b * math.sin(angle), abs=1e-5)
         assert got[i + d // 2].item() == pytest.approx(a * math.sin(angle) + b * math.cos(angle), abs=1e-5)
+
+
+# ----------------------------------------------------------------------------- RoPE scaling vs transformers
+def _hf_rope(rope_type, head_dim, base, factor, original, max_positions, seq_len=None, **extra):
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    scaling = {"rope_type": rope_type, "factor": factor, **extra}
+    if original is not None:
+        scaling["original_max_position_embeddings"] = original
+    config = LlamaConfig(hidden_size=head_dim * 4, num_attention_heads=4, head_dim=head_dim, rope_theta=base,
+                         max_position_embeddings=max_positions, rope_scaling=scaling)
+    return ROPE_INIT_FUNCTIONS[rope_type](config, "cpu", seq_len=seq_len)
+
+
+@pytest.mark.parametrize("head_dim", [16, 64, 128])
+@pytest.mark.parametrize("factor", [1.0, 2.0, 4.0, 8.0])
+def test_linear_matches_transformers(head_dim, factor):
+    want, want_attn = _hf_rope("linear", head_dim, 10000.0, factor, None, 256)
+    got, attn = rope_inv_freq(head_dim, 10000.0, {"rope_type": "linear", "factor": factor})
+    assert torch.allclose(got, want, rtol=1e-6, atol=0)
+    assert attn == want_attn == 1.0
+
+
+@pytest.mark.parametrize("head_dim", [16, 64])
+@pytest.mark.parametrize("factor", [2.0, 4.0])
+@pytest.mark.parametrize("seq_len", [None, 10, 64, 65, 100, 256, 1000])
+def test_dynamic_matches_transformers(head_dim, factor, seq_len):
+    L = 64     # transformers takes the trained length from max_position_embeddings for "dynamic"
+    want, want_attn = _hf_rope("dynamic", head_dim, 10000.0, factor, None, L, seq_len=seq_len)
+    got, attn = rope_inv_freq(head_dim, 10000.0, {"rope_type": "dynamic", "factor": factor,
+                                                   "original_max_position_embeddings": L}, seq_len=seq_len)
+    assert torch.allclose(got, want, rtol=1e-5, atol=0)
+    assert attn == want_attn
+    plain, _ = rope_inv_freq(head_dim)
+    if seq_len is None or seq_len <= L:
+        assert torch.allclose(got, plain)              # no change inside the trained window
+    else:
+        assert (got[1:] < plain[1:]).all()             # longer input: slower rotations
+
+
+@pytest.mark.parametrize("head_dim", [16, 32, 64, 128])
+@pytest.mark.parametrize("factor", [2.0, 4.0, 16.0])
+@pytest.mark.parametrize("original", [64, 2048])
+@pytest.mark.parametrize("extra", [{}, {"beta_fast": 16, "beta_slow": 2}, {"mscale": 1.0, "mscale_all_dim": 0.5},
+                                   {"attention_factor": 1.3}, {"truncate": False}])
+def test_yarn_matches_transformers(head_dim, factor, original, extra):
+    want, want_attn = _hf_rope("yarn", head_dim, 10000.0, factor, original, int(original * factor), **extra)
+    got, attn = rope_inv_freq(head_dim, 10000.0, {"rope_type": "yarn", "factor": factor,
+                                                   "original_max_position_embeddings": original, **extra})
+    assert torch.allclose(got, want, rtol=1e-5, atol=0)
+    assert attn == pytest.approx(want_attn, rel=1e-12)
+
+
+def test_yarn_keeps_fast_pairs_and_interpolates_slow_ones():
+    d, s, L = 64, 4.0, 64
+    plain, _ = rope_inv_freq(d)
+    got, attn = rope_inv_freq(d, scaling={"rope_type": "yarn", "factor": s, "original_max_position_embeddings": L})
+    assert torch.allclose(got[0], plain[0])            # turns >> 32 times within L: unchanged
+    assert torch.allclose(got[-1], plain[-1] / s)      # turns < once within L: interpolated
+    assert ((got <= plain + 1e-9) & (got >= plain / s - 1e-9)).all()
+    assert attn == pytest.approx(0.1 * math.log(s) + 1.0)
+
+
+def test_ntk_base_scaling():
+    d, base = 16, 10000.0
+    for s in (1.0, 2.0, 8.0):
+        got, attn = rope_inv_freq(d, base, {"rope_type": "ntk", "factor": s})
+        new_base = base * s ** (d / (d - 2))
+        assert torch.allclose(got, torch.tensor([new_base ** (-2 * i / d) for i in range(d // 2)]))
+        assert attn == 1.0
+        plain, _ = rope_inv_freq(d, base)
+        assert got[0] == plain[0]                                  # the fastest pair is untouched
+        assert got[-1].item() == pytest.approx(plain[-1].item() / s, rel=1e-5)   # the slowest is divided by s
+    # dynamic NTK at length n is static NTK with the factor s n / L - (s - 1): here 4 * 128 / 32 - 3 = 13
+    dyn, _ = rope_inv_freq(d, base, {"rope_type": "dynamic", "factor": 4.0, "original_max_position_embeddings": 32},
+                           seq_len=128)
+    assert torch.allclose(dyn, rope_inv_freq(d, base, {"rope_type": "ntk", "factor": 13.0})[0])
+
+
+def test_rope_relative_property_holds_for_every_scaling():
+    torch.manual_seed(2)
+    d = 16
+    q, k = torch.randn(d), torch.randn(d)
+    for scaling in ({"rope_type": "linear", "factor": 4.0}, {"rope_type": "ntk", "factor": 4.0},
+                    {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}):
+        inv_freq, _ = rope_inv_freq(d, scaling=scaling)
+        for diff in (0, 2, 9):
+            dots = [torch.dot(_rotate(q, m, inv_freq), _rotate(k, m - diff, inv_freq)).item()
+                    for m in (diff, diff + 5, diff + 77, diff + 400)]
+            assert max(dots) - min(dots) < 1e-3, (scaling, diff, dots)
+
+
+def test_interpolated_positions_stay_in_the_trained_range():
+    from llmtap.positions import interpolate_positions
+    L = 64
+    for s in (1, 2, 4, 8):
+        pos = interpolate_positions(torch.arange(L * s), L, L * s)
+        assert pos.min().item() == 0.0 and pos.max().item() < L
+        assert torch.allclose(pos[::s], torch.arange(L).float())       # every s-th position lands on a trained one
+        assert torch.allclose(pos.diff(), torch.full((L * s - 1,), 1 / s))
+    # and position interpolation in angles: rotating by position m with factor s = rotating by m / s
+    d, s = 16, 4.0
+    plain, _ = rope_inv_freq(d)
+    scaled, _ = rope_inv_freq(d, scaling={"rope_type": "linear", "factor": s})
+    pos = torch.arange(256)
+    c1, s1 = rope_cos_sin(pos, scaled)
+    c2, s2 = rope_cos_sin(interpolate_positions(pos, 64, 256), plain)
+    assert torch.allclose(c1, c2, atol=1e-5) and torch.allclose(s1, s2, atol=1e-5)
+
+
+def test_rope_scaling_bad_inputs():
+    from llmtap.positions import interpolate_positions
+    bad = [({"rope_type": "linear", "factor": 0.9}, None),
+           ({"rope_type": "ntk", "factor": 0.0}, None),
+           ({"rope_type": "yarn", "factor": 2.0}, None),                          # no original length
+           ({"rope_type": "dynamic", "factor": 2.0}, None),
+           ({"rope_type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 0}, None),
+           ({"rope_type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 8}, -3),
+           ({"rope_type": "linear"}, None),                                          # no factor
+           ({"rope_type": "longrope", "factor": 2.0}, None)]
+    for scaling, seq_len in bad:
+        with pytest.raises(ValueError):
+            rope_inv_freq(16, scaling=scaling, seq_len=seq_len)
+    with pytest.raises(TypeError):
+        rope_inv_freq(16, scaling="linear")
+    for args in ((torch.arange(4), 0, 8), (torch.arange(4), 8, 4), (torch.arange(4), 8.0, 16)):
+        with pytest.raises(ValueError):
+            interpolate_positions(*args)
+
+
+# ----------------------------------------------------------------------------- ALiBi, the paper's rule
+@pytest.mark.parametrize("n", list(range(1, 65)))
+def test_alibi_slopes_follow_the_paper_for_every_head_count(n):
+    s = alibi_slopes(n)
+    assert s.shape == (n,) and s.dtype == torch.float32
+    if n & (n - 1) == 0:   # a power of two: 2^(-8/n), 2^(-16/n), ..., 2^(-8)
+        want = [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+    else:                  # closest power of two below, then the odd-numbered slopes of 2x that count
+        p = 2 ** int(math.log2(n))
+        want = [2.0 ** (-8.0 * (h + 1) / p) for h in range(p)]
+        want += [2.0 ** (-8.0 * (h + 1) / (2 * p)) for h in range(0, 2 * p, 2)][: n - p]
+    assert torch.allclose(s, torch.tensor(want), rtol=1e-6, atol=0)
+    assert ((s > 0) & (s < 1)).all() and len(set(s.tolist())) == n
+
+
+def test_alibi_bool_head_count_rejected():
+    with pytest.raises(ValueError):
+        alibi_slopes(True)
