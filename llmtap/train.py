@@ -83,12 +83,13 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
 
 
-def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int = 0) -> Iterator:
+def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int = 0, eos: bool = False) -> Iterator:
     """Endless (x, y) batches from (prompt, completion) text pairs, for fine-tuning.
 
     Each row is <bos> prompt completion, right-padded; the targets y are -100 (ignored by the
     loss) everywhere except at the completion's tokens, so the model learns to answer, not to
-    reproduce the prompt."""
+    reproduce the prompt. ``eos=True`` ends every completion with <eos>, so that the model
+    also learns where to stop."""
     pairs = list(pairs)
     if not pairs:
         raise ValueError("pairs is empty; give (prompt, completion) text pairs")
@@ -99,7 +100,7 @@ def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int =
             raise ValueError(f"pair {i} is {pair!r}; each pair must be (prompt, completion), two strings")
         if not pair[1]:
             raise ValueError(f"pair {i} has an empty completion: there would be nothing to learn from it")
-    encoded = [(tokenizer.encode(p, bos=True), tokenizer.encode(c)) for p, c in pairs]
+    encoded = [(tokenizer.encode(p, bos=True), tokenizer.encode(c, eos=eos)) for p, c in pairs]
     rng = random.Random(seed)
     while True:
         rows = [encoded[rng.randrange(len(encoded))] for _ in range(batch_size)]
