@@ -185,10 +185,16 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
-def mark_only_lora_as_trainable(model: nn.Module) -> nn.Module:
+def mark_only_trainable(model: nn.Module, is_trainable) -> nn.Module:
+    """Freeze every parameter of ``model`` except those whose name ``is_trainable(name)`` accepts.
+    Shared by LoRA, adapters and prefix/prompt tuning: each names its own parameters."""
     for name, p in model.named_parameters():
-        p.requires_grad = "lora_A" in name or "lora_B" in name
+        p.requires_grad = bool(is_trainable(name))
     return model
+
+
+def mark_only_lora_as_trainable(model: nn.Module) -> nn.Module:
+    return mark_only_trainable(model, lambda name: "lora_A" in name or "lora_B" in name)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -73,7 +73,8 @@ class KVCache:
             past_k, past_v = self.keys[layer], self.values[layer]
             if past_k.shape[0] == 1 and k.shape[0] > 1:   # a shared prefix meets a batch
                 past_k, past_v = past_k.expand(k.shape[0], -1, -1, -1), past_v.expand(k.shape[0], -1, -1, -1)
-            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+            # a trainable fp32 prefix meets bf16/fp16 keys under autocast: compute in the keys' dtype
+            k, v = torch.cat([past_k.to(k.dtype), k], dim=2), torch.cat([past_v.to(v.dtype), v], dim=2)
         self.keys[layer], self.values[layer] = k, v
         return k, v
 
@@ -206,9 +207,16 @@ class GPT(nn.Module):
             raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
         B, T = idx.shape
         x = self.wte(idx)
+        # chapter 03 (llmtap.prefix) attaches these: trainable keys/values, a trainable soft prompt
+        prefix, soft = getattr(self, "prefix_tuning", None), getattr(self, "prompt_tuning", None)
+        if prefix is not None and (cache is None or len(cache) == 0):
+            cache = prefix.fill(KVCache(self.config.n_layer) if cache is None else cache)
+        if soft is not None and prompt_embeds is None and (cache is None or len(cache) == cache.n_prefix):
+            prompt_embeds = soft.embeddings
+        n_virtual = (0 if prefix is None else prefix.n_prefix) + (0 if soft is None else soft.n_tokens)
         n_soft = 0
         if prompt_embeds is not None:                 # prompt tuning: soft tokens before the text
-            if cache is not None and len(cache):
+            if cache is not None and len(cache) > cache.n_prefix:
                 raise ValueError("prompt_embeds go in front of the first chunk; this cache already has entries")
             prompt_embeds = prompt_embeds.to(x.dtype)
             if prompt_embeds.dim() == 2:
@@ -217,6 +225,10 @@ class GPT(nn.Module):
             x = torch.cat([prompt_embeds.expand(B, -1, -1), x], dim=1)
         start = len(cache) if cache is not None else 0
         L = x.shape[1]
+        if n_virtual and start + L > self.config.block_size:
+            raise ValueError(f"the prefix/soft prompt takes {n_virtual} of the {self.config.block_size} positions of the "
+                             f"context window, leaving {self.config.block_size - n_virtual} for tokens; got "
+                             f"{start + L - n_virtual}. Shorten the input or use a shorter prefix")
         if self.wpe is not None and start + L > self.config.block_size:
             raise ValueError(f"{start + L} positions (cache {start} + input {L}) exceed the learned position "
                              f"table of {self.config.block_size}; shorten the input or use another position encoding")
@@ -263,7 +275,10 @@ class GPT(nn.Module):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if top_k is not None and top_k <= 0:
             raise ValueError(f"top_k must be a positive int or None, got {top_k}")
-        limit = self.config.block_size if self.wpe is not None else None
+        prefix, soft = getattr(self, "prefix_tuning", None), getattr(self, "prompt_tuning", None)
+        n_virtual = (0 if prefix is None else prefix.n_prefix) + (0 if soft is None else soft.n_tokens)
+        # tokens that fit the window: learned positions end at block_size, a prefix or soft prompt takes its share
+        limit = self.config.block_size - n_virtual if (self.wpe is not None or n_virtual) else None
         if limit is not None and idx.shape[1] >= limit:
             idx_cond = idx[:, -(limit - 1):]
         else:
@@ -277,7 +292,7 @@ class GPT(nn.Module):
                 next_id = torch.where(done, torch.full_like(next_id, eos_id), next_id)
                 done = done | (next_id == eos_id)
             idx = torch.cat([idx, next_id[:, None]], dim=1)
-            if limit is not None and len(cache) + 1 > limit:   # learned positions: slide the window
+            if limit is not None and len(cache) + 1 > limit + n_virtual:   # slide the window
                 cache = KVCache(self.config.n_layer)
                 logits, _ = self(idx[:, -(limit - 1):], cache=cache)
             else:

@@ -164,6 +164,54 @@ def lora_explorer(grid: dict, full_spectrum=None):
 
 # ----------------------------------------------------------------------------- chapter 03
 # (chapter 03 widgets go here)
+def peft_explorer(results: dict):
+    """Pick a method and its size: trainable parameters and inference latency, from measurements
+    made beforehand.
+
+    ``results`` maps a method name to {size: {"params": trainable parameters, "percent": % of the
+    model, "latency": inference time relative to the base model}}."""
+    import ipywidgets as w
+    from IPython.display import display
+    if not results or not all(isinstance(v, dict) and v for v in results.values()):
+        raise ValueError("results must map each method to a non-empty dict size -> measurements")
+    for method, sizes in results.items():
+        for size, run in sizes.items():
+            missing = {"params", "percent", "latency"} - set(run)
+            if missing:
+                raise ValueError(f"results[{method!r}][{size!r}] lacks {sorted(missing)}")
+    methods = list(results)
+    pick_m = w.Dropdown(options=methods, value=methods[0], description="method")
+    pick_s = w.SelectionSlider(options=list(results[methods[0]]), description="size")
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            run = results[pick_m.value].get(pick_s.value)
+            if run is None:
+                return
+            others = {f"{m} ({next(iter(s))})": next(iter(s.values()))["latency"]      # each other method, first size
+                      for m, s in results.items() if m != pick_m.value}
+            names = ["base"] + list(others) + [f"{pick_m.value} ({pick_s.value})"]
+            latencies = [1.0] + list(others.values()) + [run["latency"]]
+            fig, ax = plt.subplots(figsize=(6, 0.45 * len(names) + 1))
+            ax.barh(names, latencies, color=["tab:gray"] * (len(names) - 1) + ["tab:red"])
+            ax.axvline(1.0, color="black", lw=0.8)
+            ax.set(xlabel="inference time relative to the base model",
+                   title=f"{run['params']:,} trainable parameters ({run['percent']:.2f}% of the model)")
+            fig.tight_layout()
+            plt.show()
+
+    def new_method(*_):
+        pick_s.options = list(results[pick_m.value])
+        redraw()
+
+    pick_m.observe(new_method, names="value")
+    pick_s.observe(redraw, names="value")
+    redraw()
+    ui = w.VBox([w.HBox([pick_m, pick_s]), out])
+    display(ui)
+    return ui
 
 
 # ----------------------------------------------------------------------------- chapter 04
