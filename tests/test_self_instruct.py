@@ -1,0 +1,289 @@
+import json
+import random
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import combinations
+
+import pytest
+
+from llmtap.rouge import rouge_l
+from llmtap.self_instruct import (BLACKLIST, FilterConfig, GeneratorError, LMGenerator, OpenAIGenerator, RougeIndex,
+                                  SelfInstruct, Task, blacklisted_word, check_instance, check_instruction,
+                                  classification_prompt, instance_prompt, instruction_prompt, load_seed_tasks,
+                                  parse_instances, parse_instructions, parse_yes_no, sample_instructions)
+
+
+# ----------------------------------------------------------------------------- seed tasks
+def test_seed_tasks_are_bilingual_clean_and_diverse():
+    seeds = load_seed_tasks()
+    assert len(seeds) >= 40
+    langs = [t.lang for t in seeds]
+    assert langs.count("zh") >= 20 and langs.count("en") >= 20
+    assert all(t.instances and t.instances[0][1] for t in seeds)
+    assert 5 <= sum(t.is_classification for t in seeds) <= 30
+    assert [t.instruction for t in seeds if blacklisted_word(t.instruction)] == []
+    worst = max(rouge_l(a.instruction, b.instruction) for a, b in combinations(seeds, 2))
+    assert worst < 0.7, "the seed pool itself must pass the diversity filter"
+
+
+def test_seed_file_errors(tmp_path):
+    bad = tmp_path / "seeds.jsonl"
+    bad.write_text('{"instruction": "a", "instances": [{"input": "", "output": "b"}]}\n{"instruction": "c"}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        load_seed_tasks(bad)
+    with pytest.raises(FileNotFoundError):
+        load_seed_tasks(tmp_path / "none.jsonl")
+
+
+# ----------------------------------------------------------------------------- prompts and parsing
+def test_instruction_prompt_and_parsing():
+    p = instruction_prompt(["Sort the words.", "Give an antonym."], "en")
+    assert p.endswith("Task 1: Sort the words.\nTask 2: Give an antonym.\nTask 3: ")
+    assert instruction_prompt(["写一首诗。"], "zh").endswith("任务1：写一首诗。\n任务2：")
+    assert parse_instructions(" Name a colour.\nTask 4: Add two numbers.\n任务5：数一数。\nTask 6:") == \
+        ["Name a colour.", "Add two numbers.", "数一数。"]
+    with pytest.raises(ValueError):
+        instruction_prompt([], "en")
+    with pytest.raises(ValueError):
+        instruction_prompt(["a"], "fr")
+
+
+def test_sample_six_seed_and_two_generated():
+    seeds = [Task(f"seed {i}", [("", "x")]) for i in range(10)]
+    gen = [Task(f"generated {i}", [("", "x")], origin="generated") for i in range(5)]
+    rng = random.Random(0)
+    got = sample_instructions(seeds, gen, rng)
+    assert len(got) == 8 and sum(s.startswith("seed") for s in got) == 6
+    early = sample_instructions(seeds, gen[:1], rng)        # fewer generated: seed tasks fill in
+    assert len(early) == 8 and sum(s.startswith("seed") for s in early) == 7
+    with pytest.raises(ValueError):
+        sample_instructions(seeds, gen, rng, 0, 0)
+
+
+def test_classification_and_instance_prompts():
+    cls = Task("Is it spam?", [("Win money now", "spam")], True)
+    gen = Task("Give an antonym.", [("hot", "cold")], False)
+    p = classification_prompt("Is this review positive?", [cls, gen])
+    assert "Task: Is it spam?\nClassification: Yes" in p and p.endswith("Task: Is this review positive?\nClassification:")
+    assert classification_prompt("这句话是问句吗？", [cls]).endswith("分类任务:")
+    assert [parse_yes_no(s) for s in (" Yes.", "no", "是的", "否", "不是", "maybe")] == [True, False, True, False, False, None]
+    out_first = instance_prompt("Is this review positive?", [cls], output_first=True)
+    assert out_first.endswith("Class label: spam\nInput: Win money now\n\nTask: Is this review positive?\nClass label:")
+    in_first = instance_prompt("Give a synonym.", [gen], output_first=False)
+    assert in_first.endswith("Input: hot\nOutput: cold\n\nTask: Give a synonym.\nInput:")
+    assert parse_instances(" positive\nInput: I loved it.\n\nTask: x", output_first=True) == [("I loved it.", "positive")]
+    assert parse_instances(" (none)\nOutput: 42", output_first=False) == [("", "42")]
+    assert parse_instances(" no output field", output_first=False) == []
+
+
+# ----------------------------------------------------------------------------- filters
+def test_instruction_filters_each_reason():
+    index = RougeIndex(["Write a short story about a brave dog.", "写一首关于春天的诗。"])
+    cfg = FilterConfig()
+    assert check_instruction("Do it.", index, cfg)[0] == "too short"
+    assert check_instruction(" ".join(["word"] * 151), index, cfg)[0] == "too long"
+    assert check_instruction("Describe the image below in detail.", index, cfg) == ("keyword", "image")
+    assert check_instruction("Draw a map of your town.", index, cfg)[0] == "keyword"
+    assert check_instruction("根据这张图片写一段说明。", index, cfg) == ("keyword", "图片")
+    assert check_instruction("把这个视频的内容总结一下。", index, cfg) == ("keyword", "视频")
+    assert check_instruction("write a short  story about a brave dog.", index, cfg)[0] == "duplicate"
+    assert check_instruction("Write a short story about a brave cat.", index, cfg)[0] == "similar"
+    # Chinese near-duplicates are caught (rouge-score would score them 0)
+    assert check_instruction("写一首关于夏天的诗。", index, cfg)[0] == "similar"
+    assert check_instruction("Explain how rainbows form.", index, cfg) == (None, "")
+    assert blacklisted_word("Fileting a fish") is None           # whole English words only
+    assert "图片" in BLACKLIST["zh"] and "image" in BLACKLIST["en"]
+    with pytest.raises(ValueError):
+        FilterConfig(rouge_threshold=0)
+    with pytest.raises(ValueError):
+        FilterConfig(min_tokens=10, max_tokens=5)
+
+
+def test_instance_filters():
+    seen = {("a", "b")}
+    assert check_instance("x", "", seen) == "empty output"
+    assert check_instance("same", " same ", seen) == "input equals output"
+    assert check_instance("a", "b", seen) == "duplicate instance"
+    assert check_instance("", "fine", seen) is None
+
+
+# ----------------------------------------------------------------------------- the loop, seeded
+NOUNS = "river mountain teacher market robot garden winter ocean city forest".split()
+VERBS = "Describe|Explain the history of|List three facts about|Write a slogan for|Compare two kinds of".split("|")
+
+
+def scripted(prompt, max_new_tokens, seed):
+    """A seeded stand-in for a language model that produces every kind of good and bad output."""
+    rng = random.Random(seed)
+    if prompt.endswith(("Classification:", "分类任务:")):
+        return rng.choice([" Yes", " No", " No", " perhaps"])
+    if prompt.endswith("Class label:"):
+        return rng.choice([" positive\nInput: I loved the food.", " \nInput: nothing", " negative\nno input"])
+    if prompt.endswith("Input:"):
+        return rng.choice([" a river\nOutput: a river", " (none)\nOutput: Here it is.", " hi\nOutput: ",
+                           " the winter\nOutput: cold and dark\n\nTask: more", " nothing useful"])
+    lines = [f"{rng.choice(VERBS)} the {rng.choice(NOUNS)}." for _ in range(3)]
+    lines += [rng.choice(["Draw a picture of the sea.", "Hi.", "Describe the river.", "画一只猫。"])]
+    return " " + "\nTask 10: ".join(lines)
+
+
+def run_pipeline(seed, rounds=15):
+    si = SelfInstruct(scripted, seed=seed)
+    si.run(rounds)
+    return si
+
+
+def test_pipeline_end_to_end_is_seeded_and_counts_add_up():
+    si = run_pipeline(0)
+    c = si.counts
+    assert c["prompts"] == 15
+    rejected = sum(v for k, v in c.items() if k.startswith("rejected: "))
+    assert c["instructions generated"] == rejected + c["tasks kept"]
+    assert c["instructions passing filters"] == c["classification: yes"] + c["classification: no"] + c["classification: unclear"]
+    assert c["tasks kept"] == len(si.generated) == len(si.kept) > 0
+    for reason in ("keyword", "too short", "similar"):
+        assert c[f"rejected: {reason}"] > 0, reason
+    assert c["instance rejected: input equals output"] + c["instance rejected: empty output"] > 0
+    assert len(si.rejected) == rejected
+    instructions = [t.instruction for t in si.pool]
+    assert max(rouge_l(a, b) for a, b in combinations(instructions, 2)) < 0.7
+    assert all(t.instances and all(y and x != y for x, y in t.instances) for t in si.generated)
+    assert dict(si.report()) == {k: c.get(k, 0) for k in dict(si.report())}
+    again = run_pipeline(0)
+    assert [t.instruction for t in again.generated] == [t.instruction for t in si.generated]
+    assert again.counts == si.counts
+    assert [t.instruction for t in run_pipeline(1).generated] != [t.instruction for t in si.generated]
+
+
+def test_a_failing_generator_leaves_the_pool_intact():
+    calls = {"n": 0, "limit": 10**9}
+
+    def flaky(prompt, max_new_tokens, seed):
+        calls["n"] += 1
+        if calls["n"] > calls["limit"]:
+            raise GeneratorError("the server went away")
+        return scripted(prompt, max_new_tokens, seed)
+
+    si = SelfInstruct(flaky, seed=0)
+    si.run(2)
+    calls["limit"] = calls["n"] + 3         # fails in the middle of the next round
+    pool, counts, index_size = [t.instruction for t in si.pool], dict(si.counts), len(si.index)
+    with pytest.raises(GeneratorError, match="went away"):
+        si.run(5)
+    assert [t.instruction for t in si.pool] == pool and dict(si.counts) == counts and len(si.index) == index_size
+
+
+def test_self_instruct_argument_errors():
+    with pytest.raises(TypeError):
+        SelfInstruct("not callable")
+    with pytest.raises(ValueError):
+        SelfInstruct(scripted, lang="fr")
+    with pytest.raises(ValueError, match="n_seed"):
+        SelfInstruct(scripted, seed_tasks=[Task("a task here", [("", "x")])])
+    with pytest.raises(ValueError):
+        SelfInstruct(scripted).run(-1)
+    with pytest.raises(GeneratorError, match="not a str"):
+        SelfInstruct(lambda p, n, s: None).step()
+
+
+def test_course_model_generator_fits_long_prompts():
+    from llmtap.hf import load_lm
+    from llmtap.prompting import CausalLM
+    lm = load_lm("course", device="cpu")
+    gen = LMGenerator(CausalLM(lm.model, lm.tokenizer, unknown="bytes"))
+    long_prompt = instruction_prompt([t.instruction for t in load_seed_tasks()[20:30]], "zh")   # bytes: > 256 tokens
+    assert len(gen.lm.encode(long_prompt, bos=True)) > 256
+    out = gen(long_prompt, max_new_tokens=16, seed=0)
+    assert isinstance(out, str) and out == gen(long_prompt, max_new_tokens=16, seed=0)
+    with pytest.raises(TypeError):
+        LMGenerator(lm.model)
+
+
+# ----------------------------------------------------------------------------- the HTTP generator
+class Handler(BaseHTTPRequestHandler):
+    mode = "chat"
+    seen = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Handler.seen.append((self.path, self.headers.get("Authorization"), body))
+        mode = Handler.mode
+        if mode == "slow":
+            time.sleep(1.0)
+        if mode == "error":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"model overloaded")
+            return
+        if mode == "chat" or mode == "slow":
+            reply = {"choices": [{"message": {"role": "assistant", "content": " Name a colour.\nTask 10: Count the apples in the basket."}}]}
+        elif mode == "completions":
+            reply = {"choices": [{"text": " Explain how tides work."}]}
+        elif mode == "no choices":
+            reply = {"error": "nope"}
+        else:                     # "not json"
+            reply = None
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        try:
+            self.wfile.write(b"<html>oops" if reply is None else json.dumps(reply).encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_http_generator_chat_and_completions(server):
+    Handler.mode, Handler.seen = "chat", []
+    gen = OpenAIGenerator(server, model="local-model", api_key="sk-test", timeout=5)
+    assert gen("Task 1: x\nTask 2:", 32, 7) == " Name a colour.\nTask 10: Count the apples in the basket."
+    path, auth, body = Handler.seen[-1]
+    assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
+    assert body["model"] == "local-model" and body["max_tokens"] == 32 and body["messages"][0]["content"].endswith("Task 2:")
+    assert "sk-test" not in repr(gen)
+    Handler.mode = "completions"
+    gen = OpenAIGenerator(server + "/v1/", model="m", endpoint="completions", timeout=5)
+    assert gen("prompt", 8) == " Explain how tides work."
+    assert Handler.seen[-1][0] == "/v1/completions" and Handler.seen[-1][1] is None
+    Handler.mode = "chat"
+    si = SelfInstruct(OpenAIGenerator(server, model="m", timeout=5), seed=0)
+    si.step()
+    assert si.counts["instructions generated"] == 2
+
+
+@pytest.mark.parametrize("mode, words", [("slow", "did not answer within"), ("not json", "not JSON"),
+                                         ("no choices", "without choices"), ("error", "HTTP 500.*overloaded")])
+def test_http_generator_failures_are_clear_and_keep_the_pool(server, mode, words):
+    Handler.mode = "chat"
+    si = SelfInstruct(OpenAIGenerator(server, model="m", timeout=0.3), seed=0)
+    before = [t.instruction for t in si.pool]
+    Handler.mode = mode
+    with pytest.raises(GeneratorError, match=words):
+        si.step()
+    assert [t.instruction for t in si.pool] == before and len(si.index) == len(before) and not si.counts
+
+
+def test_http_generator_unreachable_and_bad_arguments():
+    with pytest.raises(GeneratorError, match="cannot reach"):
+        OpenAIGenerator("http://127.0.0.1:9", model="m", timeout=2)("hi")
+    with pytest.raises(ValueError, match="http"):
+        OpenAIGenerator("127.0.0.1:8000", model="m")
+    with pytest.raises(ValueError, match="endpoint"):
+        OpenAIGenerator("http://x", model="m", endpoint="embeddings")
+    with pytest.raises(ValueError, match="model"):
+        OpenAIGenerator("http://x", model="")
+    with pytest.raises(ValueError, match="timeout"):
+        OpenAIGenerator("http://x", model="m", timeout=0)
