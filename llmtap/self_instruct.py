@@ -467,3 +467,22 @@ def similarity_to_pool(instruction: str, pool: list[str]) -> tuple[float, str]:
         return 0.0, ""
     best = max(pool, key=lambda p: rouge_l(instruction, p))
     return rouge_l(instruction, best), best
+
+
+def rouge_filter(candidates, pool=(), threshold: float = 0.7) -> tuple[list[str], list[tuple[str, float]]]:
+    """The diversity filter alone, incremental as in the loop: a candidate is kept when its
+    ROUGE-L with every text in the pool is < threshold, and then joins the pool.
+    Returns (kept, [(rejected, its highest ROUGE-L)])."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if isinstance(candidates, str) or isinstance(pool, str):
+        raise TypeError("candidates and pool are lists of texts, not single strings")
+    index, kept, rejected = RougeIndex(pool), [], []
+    for text in candidates:
+        best = float(index.scores(text).max()) if len(index) else 0.0
+        if best < threshold:
+            kept.append(text)
+            index.add(text)
+        else:
+            rejected.append((text, best))
+    return kept, rejected

@@ -220,6 +220,69 @@ def peft_explorer(results: dict):
 
 # ----------------------------------------------------------------------------- chapter 05
 # (chapter 05 widgets go here)
+def incremental_keep(pool_scores, candidate_scores, threshold: float) -> list[bool]:
+    """Which candidates the incremental ROUGE-L filter keeps at ``threshold``, from scores computed once.
+
+    ``pool_scores[i, j]``: ROUGE-L of candidate i with pool text j; ``candidate_scores[i, k]``: of
+    candidates i and k. Candidate i is kept when its scores with the pool and with every kept
+    candidate before it are all < threshold."""
+    import numpy as np
+    pool_scores, candidate_scores = np.asarray(pool_scores, dtype=float), np.asarray(candidate_scores, dtype=float)
+    n = candidate_scores.shape[0]
+    if candidate_scores.shape != (n, n) or (pool_scores.size and pool_scores.shape[0] != n):
+        raise ValueError(f"expected pool_scores (n, pool) and candidate_scores (n, n) for n candidates, got "
+                         f"{pool_scores.shape} and {candidate_scores.shape}")
+    best_pool = pool_scores.max(axis=1) if pool_scores.size else np.zeros(n)
+    kept = []
+    for i in range(n):
+        earlier = [k for k in range(i) if kept[k]]
+        best = max([best_pool[i]] + [candidate_scores[i, k] for k in earlier])
+        kept.append(bool(best < threshold))
+    return kept
+
+
+def rouge_threshold_explorer(candidates: list[str], pool: list[str], threshold: float = 0.7):
+    """Move the ROUGE-L threshold: which candidate instructions the incremental filter keeps
+    (against ``pool`` and the candidates kept before them), with a histogram of each candidate's
+    highest similarity."""
+    import ipywidgets as w
+    import numpy as np
+    from IPython.display import display
+
+    from .rouge import RougeIndex
+    if not candidates:
+        raise ValueError("give at least one candidate instruction")
+    cand_index = RougeIndex(candidates)
+    pool_index = RougeIndex(pool)
+    pool_scores = np.stack([pool_index.scores(c) for c in candidates]) if pool else np.zeros((len(candidates), 0))
+    cand_scores = np.stack([cand_index.scores(c) for c in candidates])
+    np.fill_diagonal(cand_scores, 0.0)
+    slider = w.FloatSlider(value=threshold, min=0.1, max=1.0, step=0.05, description="threshold")
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            kept = incremental_keep(pool_scores, cand_scores, slider.value)
+            best = [max([pool_scores[i].max() if pool else 0.0] +
+                        [cand_scores[i, k] for k in range(i) if kept[k]]) for i in range(len(candidates))]
+            fig, ax = plt.subplots(figsize=(6, 2.6))
+            ax.hist([b for b, k in zip(best, kept) if k], bins=20, range=(0, 1), color="tab:green", label="kept")
+            ax.hist([b for b, k in zip(best, kept) if not k], bins=20, range=(0, 1), color="tab:red", label="rejected")
+            ax.axvline(slider.value, color="black", ls="--")
+            ax.set(xlabel="highest ROUGE-L with the pool so far", ylabel="instructions",
+                   title=f"kept {sum(kept)} of {len(kept)} at threshold {slider.value:.2f}")
+            ax.legend()
+            fig.tight_layout()
+            plt.show()
+            for text, k, b in list(zip(candidates, kept, best))[:12]:
+                print(f"{'kept    ' if k else 'rejected'}  {b:.2f}  {text}")
+
+    slider.observe(redraw, names="value")
+    redraw()
+    ui = w.VBox([slider, out])
+    display(ui)
+    return ui
 
 
 # ----------------------------------------------------------------------------- Chinese text in plots

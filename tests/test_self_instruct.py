@@ -287,3 +287,115 @@ def test_http_generator_unreachable_and_bad_arguments():
         OpenAIGenerator("http://x", model="")
     with pytest.raises(ValueError, match="timeout"):
         OpenAIGenerator("http://x", model="m", timeout=0)
+
+
+# ----------------------------------------------------------------------------- checkers and widget
+from llmtap import checks  # noqa: E402
+from llmtap.self_instruct import rouge_filter  # noqa: E402
+
+
+def stub(*args):
+    raise NotImplementedError
+
+
+def lcs_dp(a, b):
+    L = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            L[i][j] = L[i - 1][j - 1] + 1 if a[i - 1] == b[j - 1] else max(L[i - 1][j], L[i][j - 1])
+    return L[-1][-1]
+
+
+def lcs_substring(a, b):          # longest common *substring*: a classic mix-up
+    best = 0
+    for i in range(len(a)):
+        for j in range(len(b)):
+            k = 0
+            while i + k < len(a) and j + k < len(b) and a[i + k] == b[j + k]:
+                k += 1
+            best = max(best, k)
+    return best
+
+
+def keep_right(instruction, pool):
+    from llmtap.rouge import rouge_l
+    return blacklisted_word(instruction) is None and all(rouge_l(instruction, p) < 0.7 for p in pool)
+
+
+def keep_rouge_score(instruction, pool):   # the reference tokenizer: blind to Chinese
+    from rouge_score import rouge_scorer
+    sc = rouge_scorer.RougeScorer(["rougeL"])
+    return blacklisted_word(instruction) is None and all(sc.score(p, instruction)["rougeL"].fmeasure < 0.7 for p in pool)
+
+
+def labels_right(p, c):
+    ids = p + c
+    return ids[:-1], [-100] * (len(p) - 1) + c
+
+
+def labels_unmasked(p, c):
+    ids = p + c
+    return ids[:-1], ids[1:]
+
+
+def labels_unshifted(p, c):
+    ids = p + c
+    return ids[:-1], [-100] * len(p) + c[:-1]
+
+
+@pytest.mark.parametrize("check, fn, ok, phrase", [
+    (checks.check_lcs, lcs_dp, True, "correct"),
+    (checks.check_lcs, lcs_substring, False, "not right yet"),
+    (checks.check_lcs, stub, False, "not solved yet"),
+    (checks.check_keep_instruction, keep_right, True, "correct"),
+    (checks.check_keep_instruction, keep_rouge_score, False, "Chinese near-duplicate"),
+    (checks.check_keep_instruction, lambda i, p: True, False, "not right yet"),
+    (checks.check_keep_instruction, stub, False, "not solved yet"),
+    (checks.check_sft_labels, labels_right, True, "correct"),
+    (checks.check_sft_labels, labels_unmasked, False, "-100"),
+    (checks.check_sft_labels, labels_unshifted, False, "not right yet"),
+    (checks.check_sft_labels, stub, False, "not solved yet"),
+])
+def test_chapter05_checkers(capsys, check, fn, ok, phrase):
+    assert check(fn) is ok
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and phrase in out[0], out
+
+
+def test_rouge_filter_and_threshold_widget():
+    import matplotlib
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from llmtap import widgets
+    pool = ["Write a short story about a brave dog.", "写一首关于春天的诗。"]
+    candidates = ["Write a short story about a brave cat.", "写一首关于夏天的诗。", "Explain how tides work.",
+                  "Explain how the tides work.", "List three fruits."]
+    kept, rejected = rouge_filter(candidates, pool, 0.7)
+    assert kept == ["Explain how tides work.", "List three fruits."]
+    assert [t for t, _ in rejected] == candidates[:2] + ["Explain how the tides work."]
+    assert all(s >= 0.7 for _, s in rejected)
+    assert rouge_filter(candidates, pool, 1.0)[0] == candidates          # nothing is identical
+    with pytest.raises(ValueError):
+        rouge_filter(candidates, pool, 0)
+    with pytest.raises(TypeError):
+        rouge_filter("one text", pool)
+    pool_scores = np.array([rouge_l_many_row(c, pool) for c in candidates])
+    cand_scores = np.array([rouge_l_many_row(c, candidates) for c in candidates])
+    np.fill_diagonal(cand_scores, 0)
+    for t in (0.3, 0.5, 0.7, 0.9, 1.0):
+        want = [c in rouge_filter(candidates, pool, t)[0] for c in candidates]
+        assert widgets.incremental_keep(pool_scores, cand_scores, t) == want
+    ui = widgets.rouge_threshold_explorer(candidates, pool)
+    slider = ui.children[0]
+    slider.value = 0.95                       # redraws without error
+    assert slider.value == 0.95
+    with pytest.raises(ValueError):
+        widgets.rouge_threshold_explorer([], pool)
+    with pytest.raises(ValueError):
+        widgets.incremental_keep(pool_scores, cand_scores[:2], 0.7)
+
+
+def rouge_l_many_row(text, pool):
+    from llmtap.rouge import rouge_l_many
+    return rouge_l_many(text, pool)
