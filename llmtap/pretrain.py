@@ -8,6 +8,7 @@ Deterministic on a CPU: the corpus stream and the initial weights come from one 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import time
 from pathlib import Path
@@ -89,6 +90,163 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- chapter 04: position models
+# Five tiny models that differ only in their position encoding, trained on windows of
+# POSITIONS_L tokens, then asked about texts up to 8 L long; and the RoPE one extended to 4 L by
+# position interpolation and a short fine-tune.
+POSITIONS_L = 64
+POSITIONS_SEED = 4
+POSITIONS_STEPS = 1200
+POSITIONS_FINETUNE_STEPS = 150
+POSITIONS_DIR = Path(__file__).parent / "data"
+POSITION_MODELS = ("learned", "sinusoidal", "rope", "alibi", "none", "rope_pi4")
+
+
+def position_model_path(name: str) -> Path:
+    if name not in POSITION_MODELS:
+        raise ValueError(f"unknown position model {name!r}; choose one of {POSITION_MODELS}")
+    return POSITIONS_DIR / f"positions_{name}.safetensors"
+
+
+def load_position_model(name: str, device=None):
+    """(model, tokenizer, info) of a shipped chapter 04 model; info holds what it measured when trained."""
+    import json
+    from .train import read_checkpoint
+    model, tokenizer = load_checkpoint(position_model_path(name), device)
+    info = json.loads(read_checkpoint(position_model_path(name))[1].get("extra", "{}"))
+    return model, tokenizer, info
+
+
+def positions_config(vocab_size: int, position: str, block_size: int = POSITIONS_L, **overrides) -> GPTConfig:
+    settings = dict(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=4, n_embd=64, position=position)
+    settings.update(overrides)
+    return GPTConfig(**settings)
+
+
+def passkey_document(rng: random.Random, min_chars: int, max_chars: int) -> str:
+    """A Chinese pass-key prompt of min_chars .. max_chars characters followed by its answer."""
+    prompt, key = corpus.passkey_sample(rng, rng.randint(min_chars, max_chars), rng.random(), "zh")
+    return prompt + key
+
+
+def long_context_batches(tokenizer: Tokenizer, block_size: int, batch_size: int, seed: int,
+                         passkey_share: float = 0.4):
+    """Endless (x, y) batches of block_size tokens: course-corpus documents and pass-key documents
+    (a share ``passkey_share`` of them, each up to block_size - 13 characters) packed end to end."""
+    if not 0.0 <= passkey_share <= 1.0:
+        raise ValueError(f"passkey_share must be in [0, 1], got {passkey_share}")
+    if block_size < 32:
+        raise ValueError(f"block_size must be >= 32 so that a pass-key document fits, got {block_size}")
+    rng = random.Random(seed)
+    while True:
+        rows = []
+        for _ in range(batch_size):
+            ids = [tokenizer.bos_id]
+            while len(ids) < block_size + 1:
+                doc = passkey_document(rng, 17, block_size - 13) if rng.random() < passkey_share \
+                    else corpus.pretraining_document(rng)
+                ids += tokenizer.encode(doc, eos=True)
+            rows.append(ids[:block_size + 1])
+        t = torch.tensor(rows)
+        yield t[:, :-1], t[:, 1:]
+
+
+def with_rope_scaling(model: GPT, scaling: dict | None) -> GPT:
+    """A copy of a RoPE model with another ``rope_scaling`` (same weights): linear, ntk, dynamic, yarn."""
+    if model.config.position != "rope":
+        raise ValueError(f"rope_scaling needs a RoPE model, this one uses {model.config.position!r} positions")
+    config = GPTConfig(**{**model.config.to_dict(), "rope_scaling": scaling})
+    out = GPT(config).to(model.device)
+    out.load_state_dict(model.state_dict())
+    return out.eval()
+
+
+@torch.no_grad()
+def perplexity_at_length(model: GPT, tokenizer: Tokenizer, n_tokens: int, n_seq: int = 16,
+                         seed: int = 10_000) -> float | None:
+    """exp(mean next-token loss) over n_seq held-out course-corpus texts of n_tokens tokens.
+    None when the model cannot read that many positions (a learned table ends at block_size)."""
+    if n_tokens <= 1 or n_seq <= 0:
+        raise ValueError(f"need n_tokens > 1 and n_seq > 0, got {n_tokens}, {n_seq}")
+    if model.config.position == "learned" and n_tokens > model.config.block_size:
+        return None
+    x, y = next(corpus_batches(tokenizer, n_tokens, n_seq, seed))
+    model.eval()
+    _, loss = model(x.to(model.device), y.to(model.device))
+    return math.exp(loss.item())
+
+
+@torch.no_grad()
+def passkey_accuracy(model: GPT, tokenizer: Tokenizer, n_tokens: int, depth: float, n: int = 20,
+                     seed: int = 20_000) -> float | None:
+    """Share of n Chinese pass-key prompts of at most n_tokens tokens, key hidden at ``depth``,
+    whose 5 digits the model predicts exactly (greedy). None beyond a learned position table."""
+    if n_tokens < 32 or n <= 0:
+        raise ValueError(f"need n_tokens >= 32 (the needle and question take 17) and n > 0, got {n_tokens}, {n}")
+    if model.config.position == "learned" and n_tokens > model.config.block_size:
+        return None
+    rng = random.Random(seed + round(1000 * depth) + n_tokens)
+    model.eval()
+    rows = []
+    for _ in range(n):
+        prompt, key = corpus.passkey_sample(rng, n_tokens - 13, depth, "zh")
+        rows.append((tokenizer.encode(prompt, bos=True), tokenizer.encode(key)))
+    correct = torch.zeros((), device=model.device)
+    for p, k in rows:                                # one row at a time: each at its own length
+        logits, _ = model(torch.tensor([p + k[:-1]], device=model.device))
+        guess = logits[0, len(p) - 1:].argmax(-1)    # the greedy predictions of the 5 key tokens
+        correct += torch.equal(guess, torch.tensor(k, device=model.device))
+    return correct.item() / n
+
+
+def train_position_models(steps: int = POSITIONS_STEPS, finetune_steps: int = POSITIONS_FINETUNE_STEPS,
+                          seed: int = POSITIONS_SEED, out_dir=POSITIONS_DIR, progress=True) -> dict:
+    """Train the five position models at L = POSITIONS_L, then extend the RoPE one to 4 L by
+    position interpolation (linear factor 4) and a short fine-tune at 4 L; save each (fp16 weights)
+    with what it measures: perplexity at L .. 8 L and pass-key accuracy at L, 2 L, 4 L."""
+    tokenizer = course_tokenizer()
+    L = POSITIONS_L
+    out_dir = Path(out_dir)
+    results = {}
+    models = {}
+    for kind in POSITION_MODELS[:-1]:
+        torch.manual_seed(seed)
+        model = GPT(positions_config(tokenizer.vocab_size, kind))
+        cfg = TrainConfig(steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=steps // 10, log_every=100, progress=progress)
+        history = train(model, long_context_batches(tokenizer, L, BATCH_SIZE, seed), cfg, device="cpu")
+        models[kind] = model
+        results[kind] = _save_position_model(model, tokenizer, out_dir / f"positions_{kind}.safetensors",
+                                             {"steps": steps, "seed": seed, "seconds": round(history["seconds"], 1)})
+    torch.manual_seed(seed)
+    model = with_rope_scaling(models["rope"], {"rope_type": "linear", "factor": 4.0})
+    cfg = TrainConfig(steps=finetune_steps, lr=1e-3, min_lr=1e-4, warmup_steps=finetune_steps // 10,
+                      log_every=50, progress=progress)
+    history = train(model, long_context_batches(tokenizer, 4 * L, BATCH_SIZE // 4, seed + 1), cfg, device="cpu")
+    results["rope_pi4"] = _save_position_model(model, tokenizer, out_dir / "positions_rope_pi4.safetensors",
+                                               {"steps": finetune_steps, "seed": seed,
+                                                "seconds": round(history["seconds"], 1), "from": "rope"})
+    return results
+
+
+def position_report(model: GPT, tokenizer: Tokenizer) -> dict:
+    """Perplexity at L, 2 L, 4 L, 8 L and pass-key accuracy at L, 2 L, 4 L (mean over 5 depths)."""
+    L = POSITIONS_L
+    report = {f"ppl_{m}L": perplexity_at_length(model, tokenizer, m * L) for m in (1, 2, 4, 8)}
+    for m in (1, 2, 4):
+        accs = [passkey_accuracy(model, tokenizer, m * L, depth) for depth in (0.0, 0.25, 0.5, 0.75, 1.0)]
+        report[f"passkey_{m}L"] = None if accs[0] is None else sum(accs) / len(accs)
+    return report
+
+
+def _save_position_model(model: GPT, tokenizer: Tokenizer, path: Path, extra: dict) -> dict:
+    model.cpu().half()                     # fp16 on disk: half the size; measured after the rounding
+    model.float()
+    report = position_report(model, tokenizer)
+    save_checkpoint(model.half(), path, tokenizer, extra={**extra, **report})
+    model.float()
+    return report
+
+
 # ----------------------------------------------------------------------------- entry point
 def pretrain(steps: int = 2400, seed: int = SEED, out=COURSE_MODEL_PATH, device=None, progress=True,
              **model_overrides) -> tuple[GPT, Tokenizer, dict]:
@@ -114,8 +272,17 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=COURSE_MODEL_PATH)
     ap.add_argument("--device", default=None)
     ap.add_argument("--n", type=int, default=300, help="report: examples per measurement")
+    ap.add_argument("--positions", action="store_true",
+                    help="train the chapter 04 position models (llmtap/data/positions_*.safetensors) instead")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.positions:
+        t0 = time.perf_counter()
+        results = train_position_models(out_dir=args.out.parent if args.out != COURSE_MODEL_PATH else POSITIONS_DIR)
+        for name, report in results.items():
+            print(f"{name:<11}", "  ".join(f"{k} {'-' if v is None else f'{v:.3g}'}" for k, v in report.items()))
+        print(f"{time.perf_counter() - t0:.0f} s")
+        return
     if not args.report:
         t0 = time.perf_counter()
         model, tokenizer, history = pretrain(args.steps, args.seed, args.out, args.device)

@@ -216,6 +216,121 @@ def peft_explorer(results: dict):
 
 # ----------------------------------------------------------------------------- chapter 04
 # (chapter 04 widgets go here)
+def alibi_heatmaps(n_heads: int, length: int, max_panels: int = 8):
+    """One heatmap per head of the ALiBi bias m_h * -(i - j) (query i down, key j across; the
+    masked future left blank). Returns the figure. Heads beyond ``max_panels`` are skipped evenly."""
+    from .positions import alibi_bias, alibi_slopes
+    if not isinstance(length, int) or length <= 0:
+        raise ValueError(f"length must be a positive int, got {length!r}")
+    slopes = alibi_slopes(n_heads)
+    heads = sorted(set(torch.linspace(0, n_heads - 1, min(n_heads, max_panels)).round().long().tolist()))
+    bias = alibi_bias(n_heads, length)
+    bias = bias.masked_fill(~torch.ones(length, length, dtype=torch.bool).tril(), float("nan"))
+    cols = min(4, len(heads))
+    rows = (len(heads) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, h in zip(axes.flat, heads):
+        ax.axis("on")
+        im = ax.imshow(bias[h].numpy(), cmap="viridis", vmin=float(bias[h].nan_to_num(0).min()), vmax=0)
+        ax.set_title(f"head {h + 1}: m = 1/{1 / slopes[h].item():.3g}", fontsize=9)
+        ax.set_xlabel("key j", fontsize=8)
+        ax.set_ylabel("query i", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"ALiBi bias m_h·(j − i), {n_heads} heads, length {length}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def alibi_explorer(max_heads: int = 16, max_length: int = 64):
+    """Sliders for the number of heads and the length: the ALiBi bias of each head as a heatmap."""
+    import ipywidgets as w
+    from IPython.display import display
+    if max_heads <= 0 or max_length <= 1:
+        raise ValueError(f"need max_heads > 0 and max_length > 1, got {max_heads}, {max_length}")
+    heads = w.IntSlider(value=min(8, max_heads), min=1, max=max_heads, description="heads")
+    length = w.IntSlider(value=min(16, max_length), min=2, max=max_length, description="length")
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            alibi_heatmaps(heads.value, length.value)
+            plt.show()
+
+    heads.observe(redraw, names="value")
+    length.observe(redraw, names="value")
+    redraw()
+    ui = w.VBox([w.HBox([heads, length]), out])
+    display(ui)
+    return ui
+
+
+def rope_angles_figure(position: int, trained_len: int, factor: float, rope_type: str = "linear",
+                       head_dim: int = 64, pair: int = 0, base: float = 10000.0):
+    """Left: pair ``pair`` of a RoPE vector turned to ``position``, unscaled and scaled, on the unit
+    circle. Right: for every pair i, the angle at ``position`` over the end of the trained range,
+    m theta_i' / (L theta_i): at 1 or above the model never saw that angle (angles are capped at one
+    full turn: pairs that turn all the way round within L have seen every angle)."""
+    import math
+    from .positions import rope_inv_freq
+    if not 0 <= pair < head_dim // 2:
+        raise ValueError(f"pair must be in 0 .. {head_dim // 2 - 1}, got {pair}")
+    if position < 0 or trained_len <= 1:
+        raise ValueError(f"need position >= 0 and trained_len > 1, got {position}, {trained_len}")
+    plain, _ = rope_inv_freq(head_dim, base)
+    scaling = None if factor == 1.0 or rope_type == "none" else \
+        {"rope_type": rope_type, "factor": factor, "original_max_position_embeddings": trained_len}
+    scaled, _ = rope_inv_freq(head_dim, base, scaling, seq_len=int(trained_len * factor))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    circle = torch.linspace(0, 2 * math.pi, 200)
+    left.plot(circle.cos().numpy(), circle.sin().numpy(), color="lightgray")
+    seen = torch.arange(trained_len) * plain[pair]
+    left.scatter(seen.cos().numpy(), seen.sin().numpy(), s=6, color="tab:blue", alpha=0.4, label=f"positions 0..{trained_len - 1} (trained)")
+    for theta, color, name in ((plain[pair], "tab:red", "unscaled"), (scaled[pair], "tab:green", rope_type)):
+        angle = position * theta
+        left.arrow(0, 0, 0.9 * angle.cos().item(), 0.9 * angle.sin().item(), color=color, width=0.02,
+                   label=f"position {position}, {name}")
+    left.set(aspect="equal", xlim=(-1.3, 1.3), ylim=(-1.3, 1.3), title=f"pair {pair}: θ = {plain[pair].item():.3g}")
+    left.legend(fontsize=7, loc="lower left")
+    trained_max = (trained_len * plain).clamp(max=2 * math.pi)      # the range [0, L) of training
+    i = torch.arange(head_dim // 2)
+    for inv, color, name in ((plain, "tab:red", "unscaled"), (scaled, "tab:green", rope_type)):
+        ratio = (position * inv).clamp(max=2 * math.pi) / trained_max
+        right.plot(i.numpy(), ratio.numpy(), marker=".", color=color, label=name)
+    right.axhline(1.0, color="black", lw=0.8)
+    right.set(xlabel="pair i (fast → slow)", ylabel="angle / largest trained angle", yscale="log",
+              title=f"position {position}, trained on {trained_len}, factor {factor:g}")
+    right.legend(fontsize=8)
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def rope_explorer(trained_len: int = 64, head_dim: int = 32):
+    """Sliders for the position, the pair, the factor and the scaling type: where RoPE's angles go
+    beyond what training showed, and how interpolation, NTK and YaRN bring them back."""
+    import ipywidgets as w
+    from IPython.display import display
+    position = w.IntSlider(value=2 * trained_len, min=0, max=8 * trained_len, description="position")
+    pair = w.IntSlider(value=head_dim // 2 - 1, min=0, max=head_dim // 2 - 1, description="pair i")
+    factor = w.FloatSlider(value=4.0, min=1.0, max=8.0, step=0.5, description="factor s")
+    kind = w.Dropdown(options=["linear", "ntk", "yarn", "dynamic"], value="linear", description="scaling")
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            rope_angles_figure(position.value, trained_len, factor.value, kind.value, head_dim, pair.value)
+            plt.show()
+
+    for control in (position, pair, factor, kind):
+        control.observe(redraw, names="value")
+    redraw()
+    ui = w.VBox([w.HBox([position, pair]), w.HBox([factor, kind]), out])
+    display(ui)
+    return ui
 
 
 # ----------------------------------------------------------------------------- chapter 05
