@@ -139,7 +139,7 @@ def _check_path(path, on_error: str, format_name: str) -> Path:
 
 def _fail(path, line, reason, on_error, skipped, format_name) -> None:
     if on_error == "raise":
-        raise FormatError(f"{path}, line {line}: {reason} (a {format_name} example; pass "
+        raise FormatError(f"{path}, line {line}: {reason} (in {format_name} format; pass "
                           f"on_error='skip' to read the rest and get the bad ones in .skipped)")
     skipped.append(Skipped(f"{path}, line {line}", reason))
 
