@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .rouge import RougeIndex, rouge_l, tokenize
+from .rouge import RougeIndex, tokenize
 
 SEED_TASKS_PATH = Path(__file__).parent / "data" / "seed_tasks.jsonl"
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
@@ -459,14 +459,6 @@ class SelfInstruct:
         order += sorted(k for k in self.counts if k in ("rejected: no instance parsed", "rejected: no valid instance"))
         order += ["tasks kept"]
         return [(k, self.counts.get(k, 0)) for k in order]
-
-
-def similarity_to_pool(instruction: str, pool: list[str]) -> tuple[float, str]:
-    """The highest ROUGE-L of ``instruction`` against ``pool`` and the instruction that has it."""
-    if not pool:
-        return 0.0, ""
-    best = max(pool, key=lambda p: rouge_l(instruction, p))
-    return rouge_l(instruction, best), best
 
 
 def rouge_filter(candidates, pool=(), threshold: float = 0.7) -> tuple[list[str], list[tuple[str, float]]]:

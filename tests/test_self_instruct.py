@@ -27,6 +27,16 @@ def test_seed_tasks_are_bilingual_clean_and_diverse():
     assert worst < 0.7, "the seed pool itself must pass the diversity filter"
 
 
+def test_task_records_and_validation():
+    from llmtap.instruct import Record
+    t = Task("把这个词翻译成英文。", [("苹果", "apple"), ("猫", "cat")])
+    assert t.lang == "zh" and t.records() == [Record("把这个词翻译成英文。", "苹果", "apple"), Record("把这个词翻译成英文。", "猫", "cat")]
+    with pytest.raises(ValueError):
+        Task("  ")
+    with pytest.raises(ValueError):
+        Task("ok task", [("only input",)])
+
+
 def test_seed_file_errors(tmp_path):
     bad = tmp_path / "seeds.jsonl"
     bad.write_text('{"instruction": "a", "instances": [{"input": "", "output": "b"}]}\n{"instruction": "c"}\n')
