@@ -96,7 +96,8 @@ def format_report(report: dict) -> str:
 # position interpolation and a short fine-tune.
 POSITIONS_L = 64
 POSITIONS_SEED = 4
-POSITIONS_STEPS = 1200
+POSITIONS_STEPS = 1500
+POSITIONS_BATCH = 16
 POSITIONS_FINETUNE_STEPS = 150
 POSITIONS_DIR = Path(__file__).parent / "data"
 POSITION_MODELS = ("learned", "sinusoidal", "rope", "alibi", "none", "rope_pi4")
@@ -130,11 +131,13 @@ def passkey_document(rng: random.Random, min_chars: int, max_chars: int) -> str:
 
 
 def long_context_batches(tokenizer: Tokenizer, block_size: int, batch_size: int, seed: int,
-                         passkey_share: float = 0.4):
-    """Endless (x, y) batches of block_size tokens: course-corpus documents and pass-key documents
-    (a share ``passkey_share`` of them, each up to block_size - 13 characters) packed end to end."""
-    if not 0.0 <= passkey_share <= 1.0:
-        raise ValueError(f"passkey_share must be in [0, 1], got {passkey_share}")
+                         passkey_share: float = 0.5, repeat_share: float = 0.3):
+    """Endless (x, y) batches of block_size tokens, documents packed end to end: pass-key documents
+    (a share ``passkey_share``, each up to block_size - 13 characters), repeated strings (a share
+    ``repeat_share``: they teach copying from the context, which retrieval needs) and the rest
+    course-corpus documents."""
+    if not (0.0 <= passkey_share and 0.0 <= repeat_share and passkey_share + repeat_share <= 1.0):
+        raise ValueError(f"need shares >= 0 with passkey_share + repeat_share <= 1, got {passkey_share}, {repeat_share}")
     if block_size < 32:
         raise ValueError(f"block_size must be >= 32 so that a pass-key document fits, got {block_size}")
     rng = random.Random(seed)
@@ -143,19 +146,29 @@ def long_context_batches(tokenizer: Tokenizer, block_size: int, batch_size: int,
         for _ in range(batch_size):
             ids = [tokenizer.bos_id]
             while len(ids) < block_size + 1:
-                doc = passkey_document(rng, 17, block_size - 13) if rng.random() < passkey_share \
-                    else corpus.pretraining_document(rng)
+                r = rng.random()
+                if r < passkey_share:
+                    doc = passkey_document(rng, 17, block_size - 13)
+                elif r < passkey_share + repeat_share:
+                    doc = corpus.repeat_document(rng, rng.choice(corpus.LANGS))
+                else:
+                    doc = corpus.pretraining_document(rng)
                 ids += tokenizer.encode(doc, eos=True)
             rows.append(ids[:block_size + 1])
         t = torch.tensor(rows)
         yield t[:, :-1], t[:, 1:]
 
 
-def with_rope_scaling(model: GPT, scaling: dict | None) -> GPT:
-    """A copy of a RoPE model with another ``rope_scaling`` (same weights): linear, ntk, dynamic, yarn."""
+def with_rope_scaling(model: GPT, scaling: dict | None, block_size: int | None = None) -> GPT:
+    """A copy of a RoPE model with another ``rope_scaling`` (same weights): linear, ntk, dynamic, yarn.
+    ``block_size`` sets the new context window; the trained length the scaling starts from is the
+    old block_size unless ``scaling`` names its "original_max_position_embeddings"."""
     if model.config.position != "rope":
         raise ValueError(f"rope_scaling needs a RoPE model, this one uses {model.config.position!r} positions")
-    config = GPTConfig(**{**model.config.to_dict(), "rope_scaling": scaling})
+    if scaling is not None:
+        scaling = {"original_max_position_embeddings": model.config.block_size, **scaling}
+    config = GPTConfig(**{**model.config.to_dict(), "rope_scaling": scaling,
+                          "block_size": block_size or model.config.block_size})
     out = GPT(config).to(model.device)
     out.load_state_dict(model.state_dict())
     return out.eval()
@@ -213,15 +226,15 @@ def train_position_models(steps: int = POSITIONS_STEPS, finetune_steps: int = PO
         torch.manual_seed(seed)
         model = GPT(positions_config(tokenizer.vocab_size, kind))
         cfg = TrainConfig(steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=steps // 10, log_every=100, progress=progress)
-        history = train(model, long_context_batches(tokenizer, L, BATCH_SIZE, seed), cfg, device="cpu")
+        history = train(model, long_context_batches(tokenizer, L, POSITIONS_BATCH, seed), cfg, device="cpu")
         models[kind] = model
         results[kind] = _save_position_model(model, tokenizer, out_dir / f"positions_{kind}.safetensors",
                                              {"steps": steps, "seed": seed, "seconds": round(history["seconds"], 1)})
     torch.manual_seed(seed)
-    model = with_rope_scaling(models["rope"], {"rope_type": "linear", "factor": 4.0})
+    model = with_rope_scaling(models["rope"], {"rope_type": "linear", "factor": 4.0}, block_size=4 * L)
     cfg = TrainConfig(steps=finetune_steps, lr=1e-3, min_lr=1e-4, warmup_steps=finetune_steps // 10,
                       log_every=50, progress=progress)
-    history = train(model, long_context_batches(tokenizer, 4 * L, BATCH_SIZE // 4, seed + 1), cfg, device="cpu")
+    history = train(model, long_context_batches(tokenizer, 4 * L, POSITIONS_BATCH // 4, seed + 1), cfg, device="cpu")
     results["rope_pi4"] = _save_position_model(model, tokenizer, out_dir / "positions_rope_pi4.safetensors",
                                                {"steps": finetune_steps, "seed": seed,
                                                 "seconds": round(history["seconds"], 1), "from": "rope"})
@@ -276,12 +289,13 @@ def main(argv=None):
                     help="train the chapter 04 position models (llmtap/data/positions_*.safetensors) instead")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    if args.positions:
+    if args.positions:                     # one thread: tiny models, and the CPU time stays what it says
+        torch.set_num_threads(1)
         t0 = time.perf_counter()
         results = train_position_models(out_dir=args.out.parent if args.out != COURSE_MODEL_PATH else POSITIONS_DIR)
         for name, report in results.items():
             print(f"{name:<11}", "  ".join(f"{k} {'-' if v is None else f'{v:.3g}'}" for k, v in report.items()))
-        print(f"{time.perf_counter() - t0:.0f} s")
+        print(f"{time.perf_counter() - t0:.0f} s wall, {time.process_time():.0f} s CPU")
         return
     if not args.report:
         t0 = time.perf_counter()

@@ -210,14 +210,16 @@ def test_position_helpers_bad_inputs():
     with pytest.raises(ValueError):
         pretrain.passkey_accuracy(model, tok, 20, 0.5)
     with pytest.raises(ValueError):
-        next(pretrain.long_context_batches(tok, 64, 2, 0, passkey_share=1.5))
+        next(pretrain.long_context_batches(tok, 64, 2, 0, passkey_share=0.8, repeat_share=0.3))
+    with pytest.raises(ValueError):
+        next(pretrain.long_context_batches(tok, 16, 2, 0))
 
 
 def test_long_context_batches_and_passkey_documents():
     import random
     from llmtap import corpus
     tok = pretrain.course_tokenizer()
-    x, y = next(pretrain.long_context_batches(tok, 64, 8, 0, passkey_share=1.0))
+    x, y = next(pretrain.long_context_batches(tok, 64, 8, 0, passkey_share=1.0, repeat_share=0.0))
     assert x.shape == y.shape == (8, 64) and torch.equal(x[:, 1:], y[:, :-1])
     text = tok.decode(x[0].tolist())
     assert "密码是" in text
@@ -235,5 +237,10 @@ def test_with_rope_scaling_keeps_weights():
     pi = pretrain.with_rope_scaling(model, {"rope_type": "linear", "factor": 4.0})
     for (n, p), (_, q) in zip(model.state_dict().items(), pi.state_dict().items()):
         assert torch.equal(p, q), n
-    assert pi.config.rope_scaling == {"rope_type": "linear", "factor": 4.0}
+    assert pi.config.rope_scaling == {"rope_type": "linear", "factor": 4.0, "original_max_position_embeddings": 16}
+    assert pi.config.block_size == 16
+    longer = pretrain.with_rope_scaling(model, {"rope_type": "yarn", "factor": 4.0}, block_size=64)
+    assert longer.config.block_size == 64
+    want, _ = rope_inv_freq(8, scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16})
+    assert torch.equal(longer.rope_inv_freq, want)          # scaled from the trained 16, not the new 64
     assert model.config.rope_scaling is None
