@@ -112,20 +112,31 @@ def _rows(path: Path):
             except json.JSONDecodeError as e:
                 yield n, FormatError(f"not valid JSON ({e.msg}, column {e.colno})")
         return
-    decoder, pos = json.JSONDecoder(), start + 1            # a JSON list, read item by item
+    decoder, pos, first = json.JSONDecoder(), start + 1, True   # a JSON list, read item by item
     while True:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
+        pos = _skip_space(text, pos)
         line = text.count("\n", 0, pos) + 1
         if pos >= len(text):
             raise FormatError(f"{path}, line {line}: the JSON list is not closed with ']'")
         if text[pos] == "]":
             return
+        if not first:                                        # items are separated by commas
+            if text[pos] != ",":
+                raise FormatError(f"{path}, line {line}: expected ',' or ']' between list items")
+            pos = _skip_space(text, pos + 1)
+            line = text.count("\n", 0, pos) + 1
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:                    # cannot find the next item: stop here
             raise FormatError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+        first = False
         yield line, value
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
 
 
 def _check_path(path, on_error: str, format_name: str) -> Path:

@@ -111,6 +111,8 @@ def test_json_list_errors_name_the_line(tmp_path):
         assert len(read_alpaca(path, on_error="skip")) == 1
     with pytest.raises(FormatError, match="line 2: not valid JSON"):
         read_alpaca(write_text(tmp_path / "b.json", '[\n {"instruction": "a",, "output": "b"}\n]'))
+    with pytest.raises(FormatError, match="line 2: expected ','"):
+        read_alpaca(write_text(tmp_path / "d.json", '[{"instruction": "a", "output": "b"}\n {"instruction": "c", "output": "d"}]'))
     with pytest.raises(FormatError, match="not closed"):
         read_alpaca(write_text(tmp_path / "c.json", '[{"instruction": "a", "output": "b"}'))
 
