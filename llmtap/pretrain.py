@@ -96,7 +96,7 @@ def format_report(report: dict) -> str:
 # position interpolation and a short fine-tune.
 POSITIONS_L = 64
 POSITIONS_SEED = 4
-POSITIONS_STEPS = 1500
+POSITIONS_STEPS = 1000
 POSITIONS_BATCH = 16
 POSITIONS_FINETUNE_STEPS = 150
 POSITIONS_DIR = Path(__file__).parent / "data"
@@ -287,12 +287,16 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=300, help="report: examples per measurement")
     ap.add_argument("--positions", action="store_true",
                     help="train the chapter 04 position models (llmtap/data/positions_*.safetensors) instead")
+    ap.add_argument("--position-steps", type=int, default=POSITIONS_STEPS, help="--positions: steps per model")
+    ap.add_argument("--finetune-steps", type=int, default=POSITIONS_FINETUNE_STEPS,
+                    help="--positions: steps of the RoPE 4L fine-tune")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.positions:                     # one thread: tiny models, and the CPU time stays what it says
         torch.set_num_threads(1)
         t0 = time.perf_counter()
-        results = train_position_models(out_dir=args.out.parent if args.out != COURSE_MODEL_PATH else POSITIONS_DIR)
+        results = train_position_models(args.position_steps, args.finetune_steps,
+                                        out_dir=args.out.parent if args.out != COURSE_MODEL_PATH else POSITIONS_DIR)
         for name, report in results.items():
             print(f"{name:<11}", "  ".join(f"{k} {'-' if v is None else f'{v:.3g}'}" for k, v in report.items()))
         print(f"{time.perf_counter() - t0:.0f} s wall, {time.process_time():.0f} s CPU")
