@@ -11,7 +11,7 @@ CPU: the shipped course model (4 layers, width 128), batch 1 and 16. CUDA: a cou
 GPT-2 medium's shape (24 layers, width 1024, 16 heads, random weights), bf16 autocast, batch 1
 and 32. Nothing is downloaded.
 
-    python benchmarks/peft_methods.py [--device cuda] [--quick]
+    python benchmarks/peft_methods.py [--device cuda] [--quick] [--threads N]
 """
 from __future__ import annotations
 
@@ -49,7 +49,12 @@ def methods(base: GPT, bottleneck: int, n_prefix: int) -> dict:
 
 
 def main():
-    args = base_parser(__doc__).parse_args()
+    parser = base_parser(__doc__)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: PyTorch's); 1 gives steadier ratios on a shared machine")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     T, n_prefix = 128, 10
     if args.quick:
@@ -67,8 +72,8 @@ def main():
     models = {name: m.to(device).eval() for name, m in methods(base, bottleneck, n_prefix).items()}
     vocab = base.config.vocab_size
     print(f"model: {base.config.n_layer} layers, width {base.config.n_embd}, {count_parameters(base)[1]:,} "
-          f"parameters; {device}, {'bf16 autocast' if amp else 'fp32'}; sequence {T} tokens; adapters bottleneck "
-          f"{bottleneck}, LoRA r=8 on c_attn, prefix/prompt {n_prefix} vectors")
+          f"parameters; {device} ({torch.get_num_threads()} CPU threads), {'bf16 autocast' if amp else 'fp32'}; "
+          f"sequence {T} tokens; adapters bottleneck {bottleneck}, LoRA r=8 on c_attn, prefix/prompt {n_prefix} vectors")
 
     # --------------------------------------------------------------- inference latency
     def forward(model, x):
