@@ -28,8 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .lora import count_parameters, mark_only_trainable  # noqa: F401  (count_parameters: one import for users)
+from .lora import count_parameters, mark_only_trainable
 from .model import GPT
+
+__all__ = ["Adapter", "WithAdapter", "add_adapters", "adapter_layers", "adapter_state_dict", "count_parameters",
+           "load_adapters", "mark_only_adapters_as_trainable", "save_adapters"]
 
 ADAPTER_FORMAT = "llmtap-adapters"
 

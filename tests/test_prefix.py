@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from llmtap.lora import count_parameters
 from llmtap.model import GPT, GPTConfig, KVCache
-from llmtap.prefix import (PrefixKV, add_prefix_tuning, add_prompt_tuning, fold_prefix, load_prefix,
+from llmtap.prefix import (add_prefix_tuning, add_prompt_tuning, fold_prefix, load_prefix,
                            prefix_from_tokens, save_prefix, soft_prompt_from_text, text_token_ids, usable_length)
 from llmtap.tokenizer import Tokenizer
 
