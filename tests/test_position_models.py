@@ -244,3 +244,18 @@ def test_with_rope_scaling_keeps_weights():
     want, _ = rope_inv_freq(8, scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16})
     assert torch.equal(longer.rope_inv_freq, want)          # scaled from the trained 16, not the new 64
     assert model.config.rope_scaling is None
+
+
+def test_right_padding_leaves_each_rows_predictions_alone():
+    # passkey_accuracy batches prompts of different lengths, padded on the right
+    for kind in ("rope", "alibi", "learned", "none"):
+        model = tiny(kind, block_size=32, sharp=True)
+        row = ids(20, B=1, seed=3)
+        padded = torch.cat([row, torch.zeros(1, 9, dtype=torch.long)], dim=1)
+        assert torch.allclose(model(padded)[0][:, :20], model(row)[0], atol=1e-5), kind
+
+
+def test_passkey_accuracy_is_deterministic_and_in_range():
+    model, tok, _ = pretrain.load_position_model("alibi")
+    a = pretrain.passkey_accuracy(model, tok, 128, 0.25, n=8)
+    assert a == pretrain.passkey_accuracy(model, tok, 128, 0.25, n=8) and 0.0 <= a <= 1.0
