@@ -204,11 +204,18 @@ def passkey_accuracy(model: GPT, tokenizer: Tokenizer, n_tokens: int, depth: flo
     for _ in range(n):
         prompt, key = corpus.passkey_sample(rng, n_tokens - 13, depth, "zh")
         rows.append((tokenizer.encode(prompt, bos=True), tokenizer.encode(key)))
-    correct = torch.zeros((), device=model.device)
-    for p, k in rows:                                # one row at a time: each at its own length
-        logits, _ = model(torch.tensor([p + k[:-1]], device=model.device))
-        guess = logits[0, len(p) - 1:].argmax(-1)    # the greedy predictions of the 5 key tokens
-        correct += torch.equal(guess, torch.tensor(k, device=model.device))
+    # one batch, each row left-aligned and padded on the right: under the causal mask the padding
+    # after a row's last token cannot change that row's predictions
+    width = max(len(p) + len(k) for p, k in rows) - 1
+    x = torch.full((n, width), tokenizer.pad_id, dtype=torch.long)
+    where = torch.zeros(n, len(rows[0][1]), dtype=torch.long)      # the positions predicting the key
+    keys = torch.tensor([k for _, k in rows])
+    for i, (p, k) in enumerate(rows):
+        x[i, :len(p) + len(k) - 1] = torch.tensor(p + k[:-1])
+        where[i] = torch.arange(len(p) - 1, len(p) - 1 + len(k))
+    logits, _ = model(x.to(model.device))
+    guess = logits.argmax(-1).gather(1, where.to(model.device))     # greedy prediction of each key digit
+    correct = (guess == keys.to(model.device)).all(dim=1).sum()
     return correct.item() / n
 
 
