@@ -74,8 +74,22 @@ def _fmt(v) -> str:
     return str(v)
 
 
+class BenchmarkParser(argparse.ArgumentParser):
+    """The flags every benchmark takes; parsing also applies ``--threads``."""
+
+    def parse_args(self, *a, **kw):
+        args = super().parse_args(*a, **kw)
+        if args.threads is not None:
+            if args.threads <= 0:
+                self.error(f"--threads must be a positive int, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        return args
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=description)
+    ap = BenchmarkParser(description=description)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads (default: PyTorch's); 1 gives steadier ratios on a shared machine")
     return ap

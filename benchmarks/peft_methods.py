@@ -49,12 +49,7 @@ def methods(base: GPT, bottleneck: int, n_prefix: int) -> dict:
 
 
 def main():
-    parser = base_parser(__doc__)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: PyTorch's); 1 gives steadier ratios on a shared machine")
-    args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = base_parser(__doc__).parse_args()
     device = torch.device(args.device)
     T, n_prefix = 128, 10
     if args.quick:
