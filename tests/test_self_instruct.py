@@ -409,3 +409,18 @@ def test_rouge_filter_and_threshold_widget():
 def rouge_l_many_row(text, pool):
     from llmtap.rouge import rouge_l_many
     return rouge_l_many(text, pool)
+
+
+def test_hugging_face_generator_and_responses():
+    from llmtap.hf import load_lm
+    from llmtap.instruct import Record, generate_responses
+    lm = load_lm("random-gpt2", device="cpu")
+    gen = LMGenerator(lm, temperature=0.0)
+    prompt = instruction_prompt([t.instruction for t in load_seed_tasks()[:8]], "zh")   # > 256 byte tokens
+    out = gen(prompt, max_new_tokens=8)
+    assert isinstance(out, str) and out == gen(prompt, max_new_tokens=8)
+    si = SelfInstruct(gen, seed=0, max_new_tokens=8)
+    si.step()
+    assert si.counts["prompts"] == 1
+    answers = generate_responses(lm, [Record("Name a fruit.", "", "apple")], max_new_tokens=4)
+    assert len(answers) == 1 and isinstance(answers[0], str) and "\n" not in answers[0]
