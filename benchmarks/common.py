@@ -48,6 +48,21 @@ def interleaved(fns: dict, device="cpu", warmup: int = 2, rounds: int = 5) -> di
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def training_step(loss_of, model, device, amp=None, lr: float = 1e-4):
+    """(step, optimizer): ``step()`` runs one AdamW step on ``loss_of(model)`` under autocast
+    (``amp`` a dtype, or None for full precision), over the parameters that require grad."""
+    device = torch.device(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+    def step():
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = loss_of(model)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step, opt
+
+
 def peak_memory(fn, device) -> int | None:
     """Peak CUDA memory in bytes allocated while ``fn()`` runs (None off CUDA)."""
     if torch.device(device).type != "cuda":

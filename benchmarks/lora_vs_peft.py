@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import base_parser, interleaved, peak_memory, print_table  # noqa: E402
+from common import base_parser, interleaved, peak_memory, print_table, training_step  # noqa: E402
 
 from llmtap.lora import add_lora, merge_lora, unmerge_lora  # noqa: E402
 from llmtap.train import autocast_dtype, optimizer_state_bytes  # noqa: E402
@@ -78,17 +78,7 @@ def main():
     steps, optims = {}, {}
     for name, model in models.items():
         model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-4)
-        optims[name] = opt
-
-        def step(model=model, opt=opt):
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss = model(input_ids=x, labels=x).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        steps[name] = step
+        steps[name], optims[name] = training_step(lambda m: m(input_ids=x, labels=x).loss, model, device, amp)
     times = interleaved(steps, device, warmup=2, rounds=3 if args.quick else 6)
     peaks = {name: peak_memory(fn, device) for name, fn in steps.items()}
     ref = times["peft LoRA"]

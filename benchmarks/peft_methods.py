@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import base_parser, interleaved, peak_memory, print_table  # noqa: E402
+from common import base_parser, interleaved, peak_memory, print_table, training_step  # noqa: E402
 
 from llmtap.adapters import add_adapters  # noqa: E402
 from llmtap.lora import add_lora, count_parameters, merge_lora  # noqa: E402
@@ -93,16 +93,7 @@ def main():
         if name == "LoRA merged":
             continue
         model.train()
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        optims[name] = opt
-
-        def step(model=model, opt=opt):
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                _, loss = model(x, x)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        steps[name] = step
+        steps[name], optims[name] = training_step(lambda m: m(x, x)[1], model, device, amp)
     times = interleaved(steps, device, warmup=2, rounds=3 if args.quick else max(5, rounds // 2))
     peaks = {name: peak_memory(fn, device) for name, fn in steps.items()}
     ref = times["full fine-tuning"]

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import base_parser, interleaved, print_table  # noqa: E402
+from common import base_parser, interleaved, print_table, training_step  # noqa: E402
 
 from llmtap.model import GPT, GPTConfig  # noqa: E402
 from llmtap.train import autocast_dtype  # noqa: E402
@@ -60,15 +60,7 @@ def main():
     steps = {}
     for name, model in {"llmtap GPT": GPT(cfg), "torch TransformerEncoder": TorchReference(cfg)}.items():
         model.to(device).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(model=model, opt=opt):
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                _, loss = model(x, y)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        steps[name] = step
+        steps[name], _ = training_step(lambda m: m(x, y)[1], model, device, amp)
     times = interleaved(steps, device, warmup=2, rounds=3 if args.quick else 10)
     ref = times["torch TransformerEncoder"]
     rows = [{"model": n, "ms/step": t * 1e3, "tokens/s": batch * cfg.block_size / t, "time vs torch": t / ref}
