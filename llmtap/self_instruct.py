@@ -270,9 +270,16 @@ class LMGenerator:
 
     def __call__(self, prompt: str, max_new_tokens: int = 48, seed: int = 0) -> str:
         budget = (self.lm.max_len or 10**9) - max_new_tokens
-        while len(self.lm.encode(prompt, bos=True)) > budget:   # drop whole lines from the top
-            prompt = prompt.split("\n", 1)[1] if "\n" in prompt else prompt[len(prompt) // 2:]
+        prompt = keep_end(prompt, lambda text: len(self.lm.encode(text, bos=True)), budget)
         return self.lm.generate(prompt, max_new_tokens, self.temperature, self.top_k, seed=seed)
+
+
+def keep_end(prompt: str, n_tokens, budget: int) -> str:
+    """The prompt with whole lines dropped from the top until ``n_tokens(prompt) <= budget``
+    (a single line too long is halved), so that a small context still sees the open question."""
+    while len(prompt) > 1 and n_tokens(prompt) > budget:
+        prompt = prompt.split("\n", 1)[1] if "\n" in prompt else prompt[len(prompt) // 2:]
+    return prompt
 
 
 def course_generator(device=None, temperature: float = 0.8, top_k: int | None = 40) -> LMGenerator:
@@ -342,6 +349,101 @@ class OpenAIGenerator:
         if not isinstance(text, str):
             raise GeneratorError(f"{self.url} replied with a {type(text).__name__} where text was expected")
         return text
+
+
+# ----------------------------------------------------------------------------- teaching the formats
+CLASSIFICATION_TASKS = ("sentiment", "category")     # corpus tasks whose output is one label of a few
+
+
+def corpus_tasks(n_records: int = 120, seed: int = 0) -> list[Task]:
+    """The corpus instruction records (``llmtap.corpus.instruction_example``: six simple tasks,
+    Chinese and English) as Tasks: the records of one instruction become its instances."""
+    from .corpus import INSTRUCTION_TASKS, instruction_example
+    if not isinstance(n_records, int) or n_records < 1:
+        raise ValueError(f"n_records must be an int >= 1, got {n_records!r}")
+    rng, by_instruction = random.Random(seed), {}
+    for i in range(n_records):
+        kind = INSTRUCTION_TASKS[i % len(INSTRUCTION_TASKS)]          # every kind equally often
+        r = instruction_example(rng, lang=("zh", "en")[i // len(INSTRUCTION_TASKS) % 2], task=kind)
+        task = by_instruction.setdefault(r["instruction"], Task(r["instruction"], [], kind in CLASSIFICATION_TASKS,
+                                                                  "corpus", f"corpus_{kind}_{len(by_instruction)}"))
+        if (r["input"], r["output"]) not in task.instances:
+            task.instances.append((r["input"], r["output"]))
+    return list(by_instruction.values())
+
+
+def format_documents(tasks: list[Task], rng: random.Random, n_documents: int = 600, n_shown: int = 8,
+                     n_new: int = 2, n_shots: int = 6) -> list[tuple[str, str]]:
+    """(prompt, continuation) pairs in the exact formats of the loop, built from ``tasks``, in turn:
+
+    * an instruction prompt of ``n_shown`` numbered tasks, continued by ``n_new`` more;
+    * a classification prompt (``n_shots`` examples), continued by " Yes"/" No" (" 是"/" 否");
+    * an instance prompt (2 examples, output-first for a classification task), continued by a
+      well-formed answer: " input\nOutput: output\n\n" or " label\nInput: input\n\n".
+
+    The prompt builders are the loop's own, so the formats cannot drift apart."""
+    if isinstance(tasks, Task) or not isinstance(tasks, (list, tuple)) or not all(isinstance(t, Task) for t in tasks):
+        raise TypeError("tasks must be a list of Task, e.g. corpus_tasks()")
+    if not isinstance(rng, random.Random):
+        raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
+    if len({t.instruction for t in tasks}) < 3 or any(not t.instances for t in tasks):
+        raise ValueError("need at least 3 different tasks, each with at least one (input, output) instance")
+    if not isinstance(n_documents, int) or n_documents < 1:
+        raise ValueError(f"n_documents must be an int >= 1, got {n_documents!r}")
+    if n_shown < 1 or n_new < 1 or n_shots < 1:
+        raise ValueError(f"n_shown, n_new and n_shots must be >= 1, got {n_shown}, {n_new}, {n_shots}")
+    documents = []
+    for i in range(n_documents):
+        task = rng.choice(tasks)
+        same_lang = [t for t in tasks if t.lang == task.lang]
+        if i % 3 == 0:                                               # 1. instruction generation
+            lang = task.lang if len(same_lang) > n_new else "en"
+            pool = same_lang if len(same_lang) > n_new else tasks
+            chosen = [t.instruction for t in rng.sample(pool, min(n_shown + n_new, len(pool)))]
+            shown, new = chosen[:-n_new], chosen[-n_new:]
+            marker = MARKER[lang]
+            continuation = new[0] + "".join(f"\n{marker.format(len(shown) + 2 + j)}{ins}" for j, ins in enumerate(new[1:]))
+            documents.append((instruction_prompt(shown, lang), continuation + "\n"))
+        elif i % 3 == 1:                                             # 2. is it a classification task?
+            others = [t for t in tasks if t is not task]
+            shots = rng.sample(others, min(n_shots, len(others)))
+            yes, no = ("Yes", "No") if task.lang == "en" else ("是", "否")
+            documents.append((classification_prompt(task.instruction, shots), " " + (yes if task.is_classification else no)))
+        else:                                                        # 3. an instance, in the task's order
+            others = [t for t in tasks if t is not task and t.is_classification == task.is_classification]
+            examples = rng.sample(others, min(2, len(others)))
+            x, y = rng.choice(task.instances)
+            x = x or "(none)"
+            answer = f" {y}\nInput: {x}\n\n" if task.is_classification else f" {x}\nOutput: {y}\n\n"
+            documents.append((instance_prompt(task.instruction, examples, task.is_classification), answer))
+    return documents
+
+
+def teach_formats(model, tokenizer, tasks: list[Task], steps: int = 40, batch_size: int = 8, lr: float = 2e-3,
+                  n_documents: int = 600, n_shown: int = 4, n_shots: int = 3, seed: int = 0, device=None) -> dict:
+    """A short fine-tune of the course model on ``format_documents(tasks)``, the loss on the
+    continuation only (``llmtap.train.completion_batches``). Fewer lines shown than the loop shows
+    (``n_shown``, ``n_shots``) keep the documents short and the steps cheap; the format is the same.
+    Prompts longer than the context keep their end, as ``LMGenerator`` does. ``model`` changes in
+    place; returns ``train``'s history."""
+    import torch
+    from .model import GPT
+    from .tokenizer import Tokenizer
+    from .train import TrainConfig, completion_batches, train
+    if not isinstance(model, GPT) or not isinstance(tokenizer, Tokenizer):
+        raise TypeError("teach_formats takes the course GPT and its Tokenizer, e.g. llmtap.load_course_model()")
+    if not isinstance(steps, int) or steps < 1 or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be ints >= 1, got {steps!r}, {batch_size!r}")
+    documents = format_documents(tasks, random.Random(seed), n_documents, n_shown, n_shots=n_shots)
+    n_tokens = lambda text: len(tokenizer.encode(text, bos=True))
+    pairs = []
+    for prompt, continuation in documents:
+        budget = model.config.block_size + 1 - len(tokenizer.encode(continuation))   # x drops the last token
+        pairs.append((keep_end(prompt, n_tokens, budget), continuation))
+    cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=min(10, steps // 5), log_every=max(1, steps // 10),
+                      progress=False)
+    torch.manual_seed(seed)
+    return train(model, completion_batches(tokenizer, pairs, batch_size, seed), cfg, device=device)
 
 
 # ----------------------------------------------------------------------------- the loop
