@@ -33,6 +33,29 @@ class LiveLossPlot:
             self.handle.update(self.fig)
 
 
+def live_view(rows, draw):
+    """Controls above an output area: ``draw()`` runs now and again whenever a control changes.
+
+    ``rows`` lists the controls top to bottom; a list inside it is one row (an HBox). Returns the
+    displayed VBox, whose children are those rows and then the output area."""
+    import ipywidgets as w
+    from IPython.display import display
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            draw()
+
+    for row in rows:
+        for control in (row if isinstance(row, list) else [row]):
+            control.observe(redraw, names="value")
+    redraw()
+    ui = w.VBox([w.HBox(row) if isinstance(row, list) else row for row in rows] + [out])
+    display(ui)
+    return ui
+
+
 @torch.no_grad()
 def next_token_probs(model, tokenizer, text: str, temperature: float = 1.0, top: int = 10):
     """The ``top`` most likely next tokens after ``text`` as (pieces, probabilities)."""
@@ -48,29 +71,20 @@ def next_token_probs(model, tokenizer, text: str, temperature: float = 1.0, top:
 def next_token_explorer(model, tokenizer, text: str = "昨天我在公园里丢了钱包。我感到"):
     """Type a prompt, move the temperature: the bar chart shows the next-token distribution."""
     import ipywidgets as w
-    from IPython.display import display
     box = w.Text(value=text, description="prompt", layout=w.Layout(width="95%"))
     temp = w.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.1, description="temperature")
-    out = w.Output()
 
-    def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
-            pieces, probs = next_token_probs(model, tokenizer, box.value, temp.value)
-            fig, ax = plt.subplots(figsize=(6, 3))
-            ax.bar(range(len(pieces)), probs, color="tab:orange")
-            has_cjk = any(ord(c) >= 0x2E80 for p in pieces for c in p)   # U+XXXX labels need room
-            ax.set_xticks(range(len(pieces)), [plot_text(repr(p)[1:-1]) for p in pieces],
-                          rotation=45 if has_cjk else 0)
-            ax.set(ylim=(0, 1), ylabel="probability", title=f"next token, T = {temp.value:.1f}")
-            plt.show()
+    def draw():
+        pieces, probs = next_token_probs(model, tokenizer, box.value, temp.value)
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.bar(range(len(pieces)), probs, color="tab:orange")
+        has_cjk = any(ord(c) >= 0x2E80 for p in pieces for c in p)   # U+XXXX labels need room
+        ax.set_xticks(range(len(pieces)), [plot_text(repr(p)[1:-1]) for p in pieces],
+                      rotation=45 if has_cjk else 0)
+        ax.set(ylim=(0, 1), ylabel="probability", title=f"next token, T = {temp.value:.1f}")
+        plt.show()
 
-    box.observe(redraw, names="value")
-    temp.observe(redraw, names="value")
-    redraw()
-    ui = w.VBox([box, temp, out])
-    display(ui)
-    return ui
+    return live_view([box, temp], draw)
 
 
 def prompt_classifier_demo(lm, templates: dict, verbalizers: dict, text: str = "我不小心错过了公共汽车。"):
@@ -79,7 +93,6 @@ def prompt_classifier_demo(lm, templates: dict, verbalizers: dict, text: str = "
     ``templates`` and ``verbalizers`` map a display name to a template string and to a
     verbalizer (a dict label -> answers, or a ``Verbalizer``)."""
     import ipywidgets as w
-    from IPython.display import display
 
     from .prompting import PromptClassifier, Verbalizer
     if not templates or not verbalizers:
@@ -88,34 +101,26 @@ def prompt_classifier_demo(lm, templates: dict, verbalizers: dict, text: str = "
     box = w.Text(value=text, description="x", layout=w.Layout(width="95%"))
     pick_t = w.Dropdown(options=list(templates), description="template")
     pick_v = w.Dropdown(options=list(verbalizers), description="verbalizer")
-    out = w.Output()
 
-    def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
-            try:
-                clf = PromptClassifier(lm, templates[pick_t.value], verbalizers[pick_v.value])
-                probs = clf.predict_proba([box.value])[0].tolist()
-            except (ValueError, TypeError) as e:      # say what is wrong with the input, keep the widget
-                print(f"cannot classify this: {e}")
-                return
-            labels = clf.verbalizer.labels
-            fig, ax = plt.subplots(figsize=(5, 2.6))
-            ax.barh(labels, probs, color=["tab:red", "tab:gray", "tab:green"][:len(labels)] if len(labels) == 3
-                    else "tab:blue")
-            for i, p in enumerate(probs):
-                ax.text(min(p + 0.02, 0.85), i, f"{p:.0%}", va="center")
-            ax.set(xlim=(0, 1), xlabel="P(label | x)",
-                   title=plot_text(clf.template.prompt(box.value))[:70])
-            fig.tight_layout()
-            plt.show()
+    def draw():
+        try:
+            clf = PromptClassifier(lm, templates[pick_t.value], verbalizers[pick_v.value])
+            probs = clf.predict_proba([box.value])[0].tolist()
+        except (ValueError, TypeError) as e:      # say what is wrong with the input, keep the widget
+            print(f"cannot classify this: {e}")
+            return
+        labels = clf.verbalizer.labels
+        fig, ax = plt.subplots(figsize=(5, 2.6))
+        ax.barh(labels, probs, color=["tab:red", "tab:gray", "tab:green"][:len(labels)] if len(labels) == 3
+                else "tab:blue")
+        for i, p in enumerate(probs):
+            ax.text(min(p + 0.02, 0.85), i, f"{p:.0%}", va="center")
+        ax.set(xlim=(0, 1), xlabel="P(label | x)",
+               title=plot_text(clf.template.prompt(box.value))[:70])
+        fig.tight_layout()
+        plt.show()
 
-    for control in (box, pick_t, pick_v):
-        control.observe(redraw, names="value")
-    redraw()
-    ui = w.VBox([box, w.HBox([pick_t, pick_v]), out])
-    display(ui)
-    return ui
+    return live_view([box, [pick_t, pick_v]], draw)
 
 
 def lora_explorer(grid: dict, full_spectrum=None):
@@ -126,40 +131,31 @@ def lora_explorer(grid: dict, full_spectrum=None):
     "spectrum" (singular values of ΔW of one layer); ``full_spectrum`` (optional) is the same
     layer's update under full fine-tuning, drawn for comparison."""
     import ipywidgets as w
-    from IPython.display import display
     if not grid:
         raise ValueError("grid is empty: train LoRA for a few (r, alpha) pairs first")
     ranks = sorted({r for r, _ in grid})
     alphas = sorted({a for _, a in grid})
     pick_r = w.SelectionSlider(options=ranks, value=ranks[len(ranks) // 2], description="rank r")
     pick_a = w.SelectionSlider(options=alphas, value=alphas[len(alphas) // 2], description="alpha")
-    out = w.Output()
 
-    def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
-            run = grid.get((pick_r.value, pick_a.value))
-            if run is None:
-                print(f"no run for r={pick_r.value}, alpha={pick_a.value}; the grid has {sorted(grid)}")
-                return
-            fig, ax = plt.subplots(figsize=(6, 3))
-            if full_spectrum is not None:
-                ax.semilogy(range(1, len(full_spectrum) + 1), full_spectrum, color="gray", label="full fine-tuning")
-            s = run["spectrum"]
-            ax.semilogy(range(1, len(s) + 1), s, marker="o", color="tab:red", label=f"LoRA r={pick_r.value}")
-            ax.set(xlabel="index i", ylabel="singular value σ_i of ΔW", xlim=(0, 40),
-                   title=f"{run['params']:,} trainable parameters, accuracy {run['accuracy']:.1%}")
-            ax.legend()
-            ax.grid(alpha=0.3)
-            fig.tight_layout()
-            plt.show()
+    def draw():
+        run = grid.get((pick_r.value, pick_a.value))
+        if run is None:
+            print(f"no run for r={pick_r.value}, alpha={pick_a.value}; the grid has {sorted(grid)}")
+            return
+        fig, ax = plt.subplots(figsize=(6, 3))
+        if full_spectrum is not None:
+            ax.semilogy(range(1, len(full_spectrum) + 1), full_spectrum, color="gray", label="full fine-tuning")
+        s = run["spectrum"]
+        ax.semilogy(range(1, len(s) + 1), s, marker="o", color="tab:red", label=f"LoRA r={pick_r.value}")
+        ax.set(xlabel="index i", ylabel="singular value σ_i of ΔW", xlim=(0, 40),
+               title=f"{run['params']:,} trainable parameters, accuracy {run['accuracy']:.1%}")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        plt.show()
 
-    pick_r.observe(redraw, names="value")
-    pick_a.observe(redraw, names="value")
-    redraw()
-    ui = w.VBox([w.HBox([pick_r, pick_a]), out])
-    display(ui)
-    return ui
+    return live_view([[pick_r, pick_a]], draw)
 
 
 # ----------------------------------------------------------------------------- chapter 03
@@ -171,7 +167,6 @@ def peft_explorer(results: dict):
     ``results`` maps a method name to {size: {"params": trainable parameters, "percent": % of the
     model, "latency": inference time relative to the base model}}."""
     import ipywidgets as w
-    from IPython.display import display
     if not results or not all(isinstance(v, dict) and v for v in results.values()):
         raise ValueError("results must map each method to a non-empty dict size -> measurements")
     for method, sizes in results.items():
@@ -182,36 +177,28 @@ def peft_explorer(results: dict):
     methods = list(results)
     pick_m = w.Dropdown(options=methods, value=methods[0], description="method")
     pick_s = w.SelectionSlider(options=list(results[methods[0]]), description="size")
-    out = w.Output()
 
-    def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
-            run = results[pick_m.value].get(pick_s.value)
-            if run is None:
-                return
-            others = {f"{m} ({next(iter(s))})": next(iter(s.values()))["latency"]      # each other method, first size
-                      for m, s in results.items() if m != pick_m.value}
-            names = ["base"] + list(others) + [f"{pick_m.value} ({pick_s.value})"]
-            latencies = [1.0] + list(others.values()) + [run["latency"]]
-            fig, ax = plt.subplots(figsize=(6, 0.45 * len(names) + 1))
-            ax.barh(names, latencies, color=["tab:gray"] * (len(names) - 1) + ["tab:red"])
-            ax.axvline(1.0, color="black", lw=0.8)
-            ax.set(xlabel="inference time relative to the base model",
-                   title=f"{run['params']:,} trainable parameters ({run['percent']:.2f}% of the model)")
-            fig.tight_layout()
-            plt.show()
+    def draw():
+        run = results[pick_m.value].get(pick_s.value)
+        if run is None:
+            return
+        others = {f"{m} ({next(iter(s))})": next(iter(s.values()))["latency"]      # each other method, first size
+                  for m, s in results.items() if m != pick_m.value}
+        names = ["base"] + list(others) + [f"{pick_m.value} ({pick_s.value})"]
+        latencies = [1.0] + list(others.values()) + [run["latency"]]
+        fig, ax = plt.subplots(figsize=(6, 0.45 * len(names) + 1))
+        ax.barh(names, latencies, color=["tab:gray"] * (len(names) - 1) + ["tab:red"])
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set(xlabel="inference time relative to the base model",
+               title=f"{run['params']:,} trainable parameters ({run['percent']:.2f}% of the model)")
+        fig.tight_layout()
+        plt.show()
 
     def new_method(*_):
         pick_s.options = list(results[pick_m.value])
-        redraw()
 
     pick_m.observe(new_method, names="value")
-    pick_s.observe(redraw, names="value")
-    redraw()
-    ui = w.VBox([w.HBox([pick_m, pick_s]), out])
-    display(ui)
-    return ui
+    return live_view([[pick_m, pick_s]], draw)
 
 
 # ----------------------------------------------------------------------------- chapter 04
@@ -246,25 +233,16 @@ def alibi_heatmaps(n_heads: int, length: int, max_panels: int = 8):
 def alibi_explorer(max_heads: int = 16, max_length: int = 64):
     """Sliders for the number of heads and the length: the ALiBi bias of each head as a heatmap."""
     import ipywidgets as w
-    from IPython.display import display
     if max_heads <= 0 or max_length <= 1:
         raise ValueError(f"need max_heads > 0 and max_length > 1, got {max_heads}, {max_length}")
     heads = w.IntSlider(value=min(8, max_heads), min=1, max=max_heads, description="heads")
     length = w.IntSlider(value=min(16, max_length), min=2, max=max_length, description="length")
-    out = w.Output()
 
-    def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
-            alibi_heatmaps(heads.value, length.value)
-            plt.show()
+    def draw():
+        alibi_heatmaps(heads.value, length.value)
+        plt.show()
 
-    heads.observe(redraw, names="value")
-    length.observe(redraw, names="value")
-    redraw()
-    ui = w.VBox([w.HBox([heads, length]), out])
-    display(ui)
-    return ui
+    return live_view([[heads, length]], draw)
 
 
 def rope_angles_figure(position: int, trained_len: int, factor: float, rope_type: str = "linear",
@@ -312,25 +290,16 @@ def rope_explorer(trained_len: int = 64, head_dim: int = 32):
     """Sliders for the position, the pair, the factor and the scaling type: where RoPE's angles go
     beyond what training showed, and how interpolation, NTK and YaRN bring them back."""
     import ipywidgets as w
-    from IPython.display import display
     position = w.IntSlider(value=2 * trained_len, min=0, max=8 * trained_len, description="position")
     pair = w.IntSlider(value=head_dim // 2 - 1, min=0, max=head_dim // 2 - 1, description="pair i")
     factor = w.FloatSlider(value=4.0, min=1.0, max=8.0, step=0.5, description="factor s")
     kind = w.Dropdown(options=["linear", "ntk", "yarn", "dynamic"], value="linear", description="scaling")
-    out = w.Output()
 
-    def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
-            rope_angles_figure(position.value, trained_len, factor.value, kind.value, head_dim, pair.value)
-            plt.show()
+    def draw():
+        rope_angles_figure(position.value, trained_len, factor.value, kind.value, head_dim, pair.value)
+        plt.show()
 
-    for control in (position, pair, factor, kind):
-        control.observe(redraw, names="value")
-    redraw()
-    ui = w.VBox([w.HBox([position, pair]), w.HBox([factor, kind]), out])
-    display(ui)
-    return ui
+    return live_view([[position, pair], [factor, kind]], draw)
 
 
 # ----------------------------------------------------------------------------- chapter 05
@@ -362,7 +331,6 @@ def rouge_threshold_explorer(candidates: list[str], pool: list[str], threshold: 
     highest similarity."""
     import ipywidgets as w
     import numpy as np
-    from IPython.display import display
 
     from .rouge import RougeIndex
     if not candidates:
@@ -373,31 +341,24 @@ def rouge_threshold_explorer(candidates: list[str], pool: list[str], threshold: 
     cand_scores = np.stack([cand_index.scores(c) for c in candidates])
     np.fill_diagonal(cand_scores, 0.0)
     slider = w.FloatSlider(value=threshold, min=0.1, max=1.0, step=0.05, description="threshold")
-    out = w.Output()
 
-    def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
-            kept = incremental_keep(pool_scores, cand_scores, slider.value)
-            best = [max([pool_scores[i].max() if pool else 0.0] +
-                        [cand_scores[i, k] for k in range(i) if kept[k]]) for i in range(len(candidates))]
-            fig, ax = plt.subplots(figsize=(6, 2.6))
-            ax.hist([b for b, k in zip(best, kept) if k], bins=20, range=(0, 1), color="tab:green", label="kept")
-            ax.hist([b for b, k in zip(best, kept) if not k], bins=20, range=(0, 1), color="tab:red", label="rejected")
-            ax.axvline(slider.value, color="black", ls="--")
-            ax.set(xlabel="highest ROUGE-L with the pool so far", ylabel="instructions",
-                   title=f"kept {sum(kept)} of {len(kept)} at threshold {slider.value:.2f}")
-            ax.legend()
-            fig.tight_layout()
-            plt.show()
-            for text, k, b in list(zip(candidates, kept, best))[:12]:
-                print(f"{'kept    ' if k else 'rejected'}  {b:.2f}  {text}")
+    def draw():
+        kept = incremental_keep(pool_scores, cand_scores, slider.value)
+        best = [max([pool_scores[i].max() if pool else 0.0] +
+                    [cand_scores[i, k] for k in range(i) if kept[k]]) for i in range(len(candidates))]
+        fig, ax = plt.subplots(figsize=(6, 2.6))
+        ax.hist([b for b, k in zip(best, kept) if k], bins=20, range=(0, 1), color="tab:green", label="kept")
+        ax.hist([b for b, k in zip(best, kept) if not k], bins=20, range=(0, 1), color="tab:red", label="rejected")
+        ax.axvline(slider.value, color="black", ls="--")
+        ax.set(xlabel="highest ROUGE-L with the pool so far", ylabel="instructions",
+               title=f"kept {sum(kept)} of {len(kept)} at threshold {slider.value:.2f}")
+        ax.legend()
+        fig.tight_layout()
+        plt.show()
+        for text, k, b in list(zip(candidates, kept, best))[:12]:
+            print(f"{'kept    ' if k else 'rejected'}  {b:.2f}  {text}")
 
-    slider.observe(redraw, names="value")
-    redraw()
-    ui = w.VBox([slider, out])
-    display(ui)
-    return ui
+    return live_view([slider], draw)
 
 
 # ----------------------------------------------------------------------------- Chinese text in plots
