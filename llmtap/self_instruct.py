@@ -419,7 +419,7 @@ def format_documents(tasks: list[Task], rng: random.Random, n_documents: int = 6
     return documents
 
 
-def teach_formats(model, tokenizer, tasks: list[Task], steps: int = 40, batch_size: int = 8, lr: float = 2e-3,
+def teach_formats(model, tokenizer, tasks: list[Task], steps: int = 40, batch_size: int = 8, lr: float = 3e-3,
                   n_documents: int = 600, n_shown: int = 4, n_shots: int = 3, seed: int = 0, device=None) -> dict:
     """A short fine-tune of the course model on ``format_documents(tasks)``, the loss on the
     continuation only (``llmtap.train.completion_batches``). Fewer lines shown than the loop shows
