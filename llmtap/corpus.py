@@ -357,6 +357,9 @@ def _record(instruction, input, output):
 FILLER = {"zh": ["草是绿的。", "天是蓝的。", "太阳升起来了。", "河水慢慢地流。", "鸟儿在树上唱歌。"],
           "en": ["The grass is green. ", "The sky is blue. ", "The sun comes up. ",
                  "The river flows on. ", "Birds sing in the trees. "]}
+# the pass-key filler leaves out sentences holding the word that precedes the key ("是" / " is "):
+# with it in the filler, the one cue that points at the key would point at the filler too
+PASSKEY_FILLER = {"zh": [s for s in FILLER["zh"] if "是" not in s], "en": [s for s in FILLER["en"] if " is " not in s]}
 
 
 def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "en") -> tuple[str, str]:
@@ -371,7 +374,7 @@ def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "
     budget = max(0, n_chars - len(needle) - len(question))
     filler, n = [], 0
     while n < budget:
-        s = rng.choice(FILLER[lang])
+        s = rng.choice(PASSKEY_FILLER[lang])
         filler.append(s)
         n += len(s)
     cut = round(depth * len(filler))

@@ -96,9 +96,11 @@ def format_report(report: dict) -> str:
 # position interpolation and a short fine-tune.
 POSITIONS_L = 64
 POSITIONS_SEED = 4
-POSITIONS_STEPS = 1000
+POSITIONS_STEPS = 4000
 POSITIONS_BATCH = 16
 POSITIONS_FINETUNE_STEPS = 150
+POSITIONS_PASSKEY_SHARE = 0.65    # retrieval forms only when pass-key documents fill most of the stream
+POSITIONS_REPEAT_SHARE = 0.2
 POSITIONS_DIR = Path(__file__).parent / "data"
 POSITION_MODELS = ("learned", "sinusoidal", "rope", "alibi", "none", "rope_pi4")
 
@@ -131,7 +133,7 @@ def passkey_document(rng: random.Random, min_chars: int, max_chars: int) -> str:
 
 
 def long_context_batches(tokenizer: Tokenizer, block_size: int, batch_size: int, seed: int,
-                         passkey_share: float = 0.5, repeat_share: float = 0.3):
+                         passkey_share: float = POSITIONS_PASSKEY_SHARE, repeat_share: float = POSITIONS_REPEAT_SHARE):
     """Endless (x, y) batches of block_size tokens, documents packed end to end: pass-key documents
     (a share ``passkey_share``, each up to block_size - 13 characters), repeated strings (a share
     ``repeat_share``: they teach copying from the context, which retrieval needs) and the rest

@@ -265,6 +265,19 @@ def test_passkey_sample(lang, n_chars, depth):
         assert abs(pos - depth) < 0.1, (pos, depth)
 
 
+@pytest.mark.parametrize("lang, cue, needle, question", [
+    ("zh", "是", "密码是{}。记住它。", "密码是"),
+    ("en", " is ", "The pass key is {}. Remember it. ", "What is the pass key? The pass key is ")])
+def test_passkey_filler_never_holds_the_cue_word(lang, cue, needle, question):
+    rng = random.Random(18)
+    for depth in (0.0, 0.5, 1.0):
+        prompt, key = corpus.passkey_sample(rng, 400, depth, lang)
+        assert prompt.endswith(question) and needle.format(key) in prompt
+        filler = prompt[:-len(question)].replace(needle.format(key), "")
+        assert len(filler) > 300 and cue not in filler, filler     # the cue points at the key only
+    assert corpus.PASSKEY_FILLER[lang] and set(corpus.PASSKEY_FILLER[lang]) <= set(corpus.FILLER[lang])
+
+
 # ----------------------------------------------------------------------------- alphabet
 def test_every_generated_character_is_in_the_alphabet():
     alpha = set(corpus.alphabet())

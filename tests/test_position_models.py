@@ -192,6 +192,11 @@ def test_shipped_position_model_loads_and_its_numbers_hold(name):
     assert pretrain.perplexity_at_length(model, tok, L) == pytest.approx(info["ppl_1L"], rel=1e-3)
     assert pretrain.passkey_accuracy(model, tok, L, 0.5) == pytest.approx(
         pretrain.passkey_accuracy(model, tok, L, 0.5))                  # deterministic
+    depths = (0.0, 0.25, 0.5, 0.75, 1.0)
+    passkey_at_L = sum(pretrain.passkey_accuracy(model, tok, L, d) for d in depths) / len(depths)
+    assert passkey_at_L == pytest.approx(info["passkey_1L"])
+    if name in ("rope", "alibi"):
+        assert passkey_at_L >= 0.4       # retrieval inside the trained window is learned (chance: 1e-5)
     if name == "learned":
         assert info["ppl_2L"] is None and pretrain.perplexity_at_length(model, tok, 2 * L) is None
     else:
