@@ -36,18 +36,24 @@ def course_config(vocab_size: int, **overrides) -> GPTConfig:
     return GPTConfig(**settings)
 
 
-def corpus_batches(tokenizer: Tokenizer, block_size: int, batch_size: int, seed: int, mixture=corpus.MIXTURE):
-    """Endless (x, y) batches: each row is <bos> doc <eos> doc <eos> ... cut to block_size + 1 tokens."""
-    rng = random.Random(seed)
+def packed_batches(tokenizer: Tokenizer, block_size: int, batch_size: int, next_document):
+    """Endless (x, y) batches: each row is <bos> doc <eos> doc <eos> ... cut to block_size + 1
+    tokens, the documents coming from ``next_document()``; y is x shifted by one token."""
     while True:
         rows = []
         for _ in range(batch_size):
             ids = [tokenizer.bos_id]
             while len(ids) < block_size + 1:
-                ids += tokenizer.encode(corpus.pretraining_document(rng, mixture), eos=True)
+                ids += tokenizer.encode(next_document(), eos=True)
             rows.append(ids[:block_size + 1])
         t = torch.tensor(rows)
         yield t[:, :-1], t[:, 1:]
+
+
+def corpus_batches(tokenizer: Tokenizer, block_size: int, batch_size: int, seed: int, mixture=corpus.MIXTURE):
+    """Endless (x, y) batches of course-corpus documents packed end to end."""
+    rng = random.Random(seed)
+    return packed_batches(tokenizer, block_size, batch_size, lambda: corpus.pretraining_document(rng, mixture))
 
 
 # ----------------------------------------------------------------------------- capability report
@@ -143,22 +149,16 @@ def long_context_batches(tokenizer: Tokenizer, block_size: int, batch_size: int,
     if block_size < 32:
         raise ValueError(f"block_size must be >= 32 so that a pass-key document fits, got {block_size}")
     rng = random.Random(seed)
-    while True:
-        rows = []
-        for _ in range(batch_size):
-            ids = [tokenizer.bos_id]
-            while len(ids) < block_size + 1:
-                r = rng.random()
-                if r < passkey_share:
-                    doc = passkey_document(rng, 17, block_size - 13)
-                elif r < passkey_share + repeat_share:
-                    doc = corpus.repeat_document(rng, rng.choice(corpus.LANGS))
-                else:
-                    doc = corpus.pretraining_document(rng)
-                ids += tokenizer.encode(doc, eos=True)
-            rows.append(ids[:block_size + 1])
-        t = torch.tensor(rows)
-        yield t[:, :-1], t[:, 1:]
+
+    def next_document():
+        r = rng.random()
+        if r < passkey_share:
+            return passkey_document(rng, 17, block_size - 13)
+        if r < passkey_share + repeat_share:
+            return corpus.repeat_document(rng, rng.choice(corpus.LANGS))
+        return corpus.pretraining_document(rng)
+
+    return packed_batches(tokenizer, block_size, batch_size, next_document)
 
 
 def with_rope_scaling(model: GPT, scaling: dict | None, block_size: int | None = None) -> GPT:
