@@ -197,6 +197,12 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     @property
+    def n_virtual(self) -> int:
+        """Context positions taken by prefix-tuning vectors and soft-prompt tokens (chapter 03), not by text."""
+        prefix, soft = getattr(self, "prefix_tuning", None), getattr(self, "prompt_tuning", None)
+        return (0 if prefix is None else prefix.n_prefix) + (0 if soft is None else soft.n_tokens)
+
+    @property
     def device(self) -> torch.device:
         return self.wte.weight.device
 
@@ -213,7 +219,7 @@ class GPT(nn.Module):
             cache = prefix.fill(KVCache(self.config.n_layer) if cache is None else cache)
         if soft is not None and prompt_embeds is None and (cache is None or len(cache) == cache.n_prefix):
             prompt_embeds = soft.embeddings
-        n_virtual = (0 if prefix is None else prefix.n_prefix) + (0 if soft is None else soft.n_tokens)
+        n_virtual = self.n_virtual
         n_soft = 0
         if prompt_embeds is not None:                 # prompt tuning: soft tokens before the text
             if cache is not None and len(cache) > cache.n_prefix:
@@ -275,8 +281,7 @@ class GPT(nn.Module):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if top_k is not None and top_k <= 0:
             raise ValueError(f"top_k must be a positive int or None, got {top_k}")
-        prefix, soft = getattr(self, "prefix_tuning", None), getattr(self, "prompt_tuning", None)
-        n_virtual = (0 if prefix is None else prefix.n_prefix) + (0 if soft is None else soft.n_tokens)
+        n_virtual = self.n_virtual
         # tokens that fit the window: learned positions end at block_size, a prefix or soft prompt takes its share
         limit = self.config.block_size - n_virtual if (self.wpe is not None or n_virtual) else None
         if limit is not None and idx.shape[1] >= limit:

@@ -239,8 +239,7 @@ def add_prompt_tuning(model: GPT, n_tokens: int | None = 10, init: str = "random
 def usable_length(model: GPT) -> int:
     """How many tokens of input fit the context window once the prefix and soft prompt take theirs."""
     _require_course_gpt(model, "usable_length")
-    prefix, soft = getattr(model, "prefix_tuning", None), getattr(model, "prompt_tuning", None)
-    return model.config.block_size - (0 if prefix is None else prefix.n_prefix) - (0 if soft is None else soft.n_tokens)
+    return model.config.block_size - model.n_virtual
 
 
 # ----------------------------------------------------------------------------- saving and loading
