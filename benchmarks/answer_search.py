@@ -23,11 +23,12 @@ from common import base_parser, interleaved, print_table  # noqa: E402
 
 import llmtap  # noqa: E402
 from llmtap import corpus  # noqa: E402
-from llmtap.prompting import CausalLM, Template  # noqa: E402
+from llmtap.lm import CourseLM  # noqa: E402
+from llmtap.prompting import Template  # noqa: E402
 
 
 @torch.no_grad()
-def naive_scores(lm: CausalLM, template: Template, xs, answers) -> torch.Tensor:
+def naive_scores(lm: CourseLM, template: Template, xs, answers) -> torch.Tensor:
     out = torch.empty(len(xs), len(answers))
     for i, x in enumerate(xs):
         for j, z in enumerate(answers):
@@ -44,7 +45,7 @@ def main():
     args = base_parser(__doc__).parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model, tok = llmtap.load_course_model(args.device)
-    lm = CausalLM(model.eval(), tok)
+    lm = CourseLM(model.eval(), tok)
     template, answers = Template(corpus.TAUGHT_TEMPLATES["zh"][0]), list(corpus.ANSWERS["zh"].values())
     rng = random.Random(0)
     n = 8 if args.quick else 64

@@ -16,8 +16,12 @@ Every generator takes a ``random.Random`` so that a seed fixes the data.
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from dataclasses import dataclass
+
+from .icl import ICL_TEMPLATE, ICLTask
+from .prompting import Template
 
 LANGS = ("zh", "en")
 
@@ -141,14 +145,10 @@ def sample_event(rng: random.Random, lang: str, split: str = "train") -> Event:
             return Event(event_sentence(e, t, p, lang), EVENTS[e][2], lang, e)
 
 
-def fill_template(template: str, x: str, z: str) -> str:
-    return template.replace("[X]", x).replace("[Z]", z)
-
-
 def sentiment_document(rng: random.Random, lang: str) -> str:
     event = sample_event(rng, lang, "train")
-    template = rng.choice(TAUGHT_TEMPLATES[lang])
-    return fill_template(template, event.text, ANSWERS[lang][event.level])
+    template = Template(rng.choice(TAUGHT_TEMPLATES[lang]))
+    return template.fill(event.text, ANSWERS[lang][event.level])
 
 
 # ----------------------------------------------------------------------------- categories
@@ -192,13 +192,16 @@ def category_items(category: int, lang: str, split: str = "train") -> list[str]:
     return [it[0] if lang == "zh" else it[1] for it in items]
 
 
+# How a category fact is said; {item} and {name} are filled in.
+FACT_PHRASES = {"zh": ("{item}是一种{name}。", "{item}属于{name}。"),
+                "en": ("{item} is a kind of {name}.", "{item} belongs to the {name} group.")}
+
+
 def category_fact(rng: random.Random, lang: str) -> str:
     c = rng.randrange(len(CATEGORY_NAMES))
     item = rng.choice(category_items(c, lang, "all"))
     name = CATEGORY_NAMES[c][0] if lang == "zh" else CATEGORY_NAMES[c][1]
-    if lang == "zh":
-        return rng.choice([f"{item}是一种{name}。", f"{item}属于{name}。"])
-    return rng.choice([f"{item} is a kind of {name}.", f"{item} belongs to the {name} group."])
+    return rng.choice(FACT_PHRASES[lang]).format(item=item, name=name)
 
 
 def category_list(rng: random.Random, lang: str) -> str:
@@ -230,30 +233,15 @@ def category_document(rng: random.Random, lang: str) -> str:
 
 # ----------------------------------------------------------------------------- in-context mappings
 # Label words of the mapping sequences; every sequence draws 3 and assigns them at random.
+# The sequences are written in llmtap.icl's format, x→y lines (icl.ICL_TEMPLATE).
 LABEL_WORDS = list("甲乙丙丁东南西北金木水火土春夏秋冬上中下左右红黄蓝") + \
     list("ABCDEFGHJKLMNPQRSTUVWXYZ") + list("0123456789") + \
     ["foo", "bar", "baz", "yes", "no", "up", "down", "one", "two", "six"]
-ARROW = "→"
-
-
-@dataclass
-class Mapping:
-    """An in-context task: demonstrations (item, label), a query item and its answer label."""
-    demos: list[tuple[str, str]]
-    query: str
-    answer: str
-    labels: list[str]
-
-    def prompt(self) -> str:
-        return "".join(f"{x}{ARROW}{y}\n" for x, y in self.demos) + f"{self.query}{ARROW}"
-
-    def text(self) -> str:
-        return self.prompt() + self.answer
 
 
 def sample_mapping(rng: random.Random, k: int, lang: str, query_split: str = "train",
-                   balanced: bool = True, kind: str = "category") -> Mapping:
-    """A fresh random mapping with k demonstrations and one query.
+                   balanced: bool = True, kind: str = "category") -> ICLTask:
+    """A fresh random mapping with k demonstrations and one query, as an ``llmtap.icl.ICLTask``.
 
     ``kind="category"``: items are words, the class is their category (3 of the 8 categories).
     ``kind="sentiment"``: items are event sentences, the class is their polarity.
@@ -284,7 +272,7 @@ def sample_mapping(rng: random.Random, k: int, lang: str, query_split: str = "tr
         query = draw(q, query_split)
         if query not in seen:
             break
-    return Mapping(demos, query, labels[q], labels)
+    return ICLTask(demos, query, labels[q], labels)
 
 
 def _event_of_label(rng, lang, label, split):
@@ -306,6 +294,21 @@ def repeat_document(rng: random.Random, lang: str) -> str:
 
 
 # ----------------------------------------------------------------------------- instructions
+# Each task's instruction in both languages ({n}, {name}, {a}, {b} are filled in), and the
+# Chinese names of the sentiment labels. alphabet() reads them, so new wording gets its tokens.
+INSTRUCTIONS = {
+    "sentiment": ("判断这句话的情绪是积极、中性还是消极。", "Is the feeling of this sentence positive, neutral or negative?"),
+    "category": ("这个词属于哪一类？", "Which group does this word belong to?"),
+    "translate": ("把这个词翻译成英文。", "Translate this word into Chinese."),
+    "list": ("列举{n}种{name}。", "Name {n} examples of {name}."),
+    "add": ("{a}加{b}等于多少？", "What is {a} plus {b}?"),
+    "reverse": ("把这个词倒过来写。", "Write this word backwards."),
+}
+INSTRUCTION_TASKS = tuple(INSTRUCTIONS)
+LABEL_NAMES_ZH = {"positive": "积极", "neutral": "中性", "negative": "消极"}
+LIST_SEPARATOR = {"zh": "、", "en": ", "}
+
+
 def instruction_example(rng: random.Random, lang: str | None = None, task: str | None = None) -> dict:
     """One {"instruction", "input", "output"} record from a handful of simple tasks."""
     lang = lang or rng.choice(LANGS)
@@ -314,39 +317,27 @@ def instruction_example(rng: random.Random, lang: str | None = None, task: str |
     if task not in INSTRUCTION_TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {INSTRUCTION_TASKS}")
     zh = lang == "zh"
+    side = 0 if zh else 1                               # the Chinese or the English word of a pair
+    instruction = INSTRUCTIONS[task][side]
     if task == "sentiment":
         e = sample_event(rng, lang, "train")
-        names = {"positive": "积极", "neutral": "中性", "negative": "消极"}
-        return _record("判断这句话的情绪是积极、中性还是消极。" if zh else
-                       "Is the feeling of this sentence positive, neutral or negative?",
-                       e.text, names[e.label] if zh else e.label)
+        return _record(instruction, e.text, LABEL_NAMES_ZH[e.label] if zh else e.label)
+    c = rng.randrange(len(CATEGORY_NAMES)) if task != "add" else None
     if task == "category":
-        c = rng.randrange(len(CATEGORY_NAMES))
         item = rng.choice(CATEGORIES[CATEGORY_NAMES[c]])
-        return _record("这个词属于哪一类？" if zh else "Which group does this word belong to?",
-                       item[0] if zh else item[1], CATEGORY_NAMES[c][0] if zh else CATEGORY_NAMES[c][1])
+        return _record(instruction, item[side], CATEGORY_NAMES[c][side])
     if task == "translate":
-        c = rng.randrange(len(CATEGORY_NAMES))
         z, e = rng.choice(CATEGORIES[CATEGORY_NAMES[c]])
-        return _record("把这个词翻译成英文。", z, e) if zh else \
-            _record("Translate this word into Chinese.", e, z)
+        return _record(instruction, z, e) if zh else _record(instruction, e, z)
     if task == "list":
-        c = rng.randrange(len(CATEGORY_NAMES))
         n = rng.randint(2, 4)
-        items = [it[0] if zh else it[1] for it in rng.sample(CATEGORIES[CATEGORY_NAMES[c]], n)]
-        name = CATEGORY_NAMES[c][0] if zh else CATEGORY_NAMES[c][1]
-        return _record(f"列举{n}种{name}。" if zh else f"Name {n} examples of {name}.", "",
-                       "、".join(items) if zh else ", ".join(items))
+        items = [it[side] for it in rng.sample(CATEGORIES[CATEGORY_NAMES[c]], n)]
+        return _record(instruction.format(n=n, name=CATEGORY_NAMES[c][side]), "", LIST_SEPARATOR[lang].join(items))
     if task == "add":
         a, b = rng.randint(0, 20), rng.randint(0, 20)
-        return _record(f"{a}加{b}等于多少？" if zh else f"What is {a} plus {b}?", "", str(a + b))
-    # task == "reverse"
-    c = rng.randrange(len(CATEGORY_NAMES))
-    word = rng.choice(CATEGORIES[CATEGORY_NAMES[c]])[0 if zh else 1]
-    return _record("把这个词倒过来写。" if zh else "Write this word backwards.", word, word[::-1])
-
-
-INSTRUCTION_TASKS = ("sentiment", "category", "translate", "list", "add", "reverse")
+        return _record(instruction.format(a=a, b=b), "", str(a + b))
+    word = rng.choice(CATEGORIES[CATEGORY_NAMES[c]])[side]            # task == "reverse"
+    return _record(instruction, word, word[::-1])
 
 
 def _record(instruction, input, output):
@@ -362,6 +353,10 @@ FILLER = {"zh": ["草是绿的。", "天是蓝的。", "太阳升起来了。", 
 PASSKEY_FILLER = {"zh": [s for s in FILLER["zh"] if "是" not in s], "en": [s for s in FILLER["en"] if " is " not in s]}
 
 
+PASSKEY_NEEDLE = {"zh": "密码是{key}。记住它。", "en": "The pass key is {key}. Remember it. "}
+PASSKEY_QUESTION = {"zh": "密码是", "en": "What is the pass key? The pass key is "}
+
+
 def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "en") -> tuple[str, str]:
     """Filler text of about ``n_chars`` characters with a 5-digit pass key hidden at ``depth``
     (0 = start, 1 = end), followed by the question. Returns (prompt, answer)."""
@@ -369,8 +364,7 @@ def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "
     if not 0.0 <= depth <= 1.0:
         raise ValueError(f"depth must be in [0, 1], got {depth}")
     key = str(rng.randint(10000, 99999))
-    needle = f"密码是{key}。记住它。" if lang == "zh" else f"The pass key is {key}. Remember it. "
-    question = "密码是" if lang == "zh" else "What is the pass key? The pass key is "
+    needle, question = PASSKEY_NEEDLE[lang].format(key=key), PASSKEY_QUESTION[lang]
     budget = max(0, n_chars - len(needle) - len(question))
     filler, n = [], 0
     while n < budget:
@@ -394,18 +388,27 @@ def pretraining_document(rng: random.Random, mixture=MIXTURE) -> str:
     return _GENERATORS[kind](rng, rng.choice(LANGS))
 
 
+# Characters the tokenizer knows although no generator writes them: punctuation a student may
+# type into a prompt.
+EXTRA_CHARACTERS = ":，：；！？“”‘’（）《》…—"
+
+
 def alphabet() -> str:
-    """Every character the generators can emit (the tokenizer's vocabulary is built from it)."""
+    """Every character the generators can emit (the tokenizer's vocabulary is built from it),
+    collected from the word lists and phrasings they write with, plus ``EXTRA_CHARACTERS``."""
     parts = [a for e in EVENTS for a in e[:2]] + [a for t in TIMES + PLACES for a in t]
+    parts += ["我", "I", ". ", ", "]                                    # event_sentence's own words
     parts += [w for lang in ANSWERS.values() for w in lang.values()]
     parts += [t for ts in TAUGHT_TEMPLATES.values() for t in ts]
     for (cz, ce), items in CATEGORIES.items():
         parts += [cz, ce] + [w for it in items for w in it]
-    parts += LABEL_WORDS + [ARROW] + [s for f in FILLER.values() for s in f]
-    parts += ["是一种属于 is a kind of belongs to the group", "密码是记住它。What is the pass key? Remember it.",
-              "判断这句话的情绪是积极、中性还是消极。这个词属于哪一类？把这个词翻译成英文。列举种。加等于多少？把这个词倒过来写。"
-              ":，：；！？“”‘’（）《》…—", ",\n"]   # ", " of English times and lists, "\n" between mapping lines
-    return "".join(sorted(set("".join(parts))))
+    parts += [p for ps in FACT_PHRASES.values() for p in ps] + ["：", ": "] + list(LIST_SEPARATOR.values())
+    parts += LABEL_WORDS + [ICL_TEMPLATE.text, "\n"]
+    parts += [s for f in FILLER.values() for s in f] + list(PASSKEY_NEEDLE.values()) + list(PASSKEY_QUESTION.values())
+    parts += [p for ps in INSTRUCTIONS.values() for p in ps] + list(LABEL_NAMES_ZH.values())
+    parts += ["0123456789", EXTRA_CHARACTERS]
+    text = re.sub(r"\{\w+\}", "", "".join(parts))                    # drop the {placeholders}
+    return "".join(sorted(set(text)))
 
 
 def _check_lang(lang):

@@ -6,8 +6,9 @@ One config, four small classes (attention, MLP, block, model), and the seams the
   so LoRA can wrap it by name (chapter 02);
 * each block has ``adapter_attn`` and ``adapter_mlp`` slots (identity by default) applied to a
   sub-layer's output before its residual add, where Houlsby adapters go (chapter 03);
-* a ``KVCache`` holds past keys/values; pre-filled with trainable keys/values it is a prefix
-  (prefix tuning), and ``prompt_embeds`` prepends soft-prompt vectors to the input (prompt tuning);
+* a ``KVCache`` holds past keys/values; the ``prefix_tuning`` slot (trainable keys/values that
+  pre-fill the cache) and the ``prompt_tuning`` slot (soft-prompt vectors before the input) are
+  empty until ``llmtap.prefix`` fills them (chapter 03);
 * the position encoding is a config switch: learned, sinusoidal, rope, alibi or none (chapter 04).
 """
 from __future__ import annotations
@@ -19,8 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .positions import (alibi_flex_attention, alibi_slopes, apply_rope, check_position_kind, rope_cos_sin,
-                        rope_inv_freq, sinusoidal_table)
+from .positions import Rotary, alibi_flex_attention, alibi_slopes, apply_rope, check_position_kind, sinusoidal_table
+from .train import count_parameters
+from .validate import positive_int
 
 
 @dataclass
@@ -38,9 +40,7 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+            positive_int(getattr(self, name), f"GPTConfig.{name}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
@@ -170,15 +170,16 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight        # weight tying: one matrix reads and writes tokens
+        self.rotary = None
         if config.position == "rope":
             # dynamic NTK and YaRN need the length trained on; by default the config's block_size
-            self.rope_scaling = None if config.rope_scaling is None else \
+            scaling = None if config.rope_scaling is None else \
                 {"original_max_position_embeddings": config.block_size, **config.rope_scaling}
-            inv_freq, self.rope_attention_factor = rope_inv_freq(
-                config.n_embd // config.n_head, config.rope_base, self.rope_scaling)
-            self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
+            self.rotary = Rotary(config.n_embd // config.n_head, config.rope_base, scaling)
         if config.position == "alibi":
             self.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
+        self.prefix_tuning = None     # chapter 03 slots, empty here: trainable keys/values that pre-fill
+        self.prompt_tuning = None     # the cache (prefix.PrefixKV), a soft prompt (prefix.SoftPrompt)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():      # GPT-2: scale residual projections by 1/sqrt(2 n_layer)
             if name.endswith("c_proj.weight"):
@@ -194,12 +195,14 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_params(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+        """Parameters of the model (tied weights once), or only the trainable ones."""
+        trainable, total = count_parameters(self)
+        return trainable if trainable_only else total
 
     @property
     def n_virtual(self) -> int:
         """Context positions taken by prefix-tuning vectors and soft-prompt tokens (chapter 03), not by text."""
-        prefix, soft = getattr(self, "prefix_tuning", None), getattr(self, "prompt_tuning", None)
+        prefix, soft = self.prefix_tuning, self.prompt_tuning
         return (0 if prefix is None else prefix.n_prefix) + (0 if soft is None else soft.n_tokens)
 
     @property
@@ -211,61 +214,55 @@ class GPT(nn.Module):
         next-token cross-entropy (positions whose target is -100 are ignored)."""
         if idx.dim() != 2:
             raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
-        B, T = idx.shape
-        x = self.wte(idx)
-        # chapter 03 (llmtap.prefix) attaches these: trainable keys/values, a trainable soft prompt
-        prefix, soft = getattr(self, "prefix_tuning", None), getattr(self, "prompt_tuning", None)
-        if prefix is not None and (cache is None or len(cache) == 0):
-            cache = prefix.fill(KVCache(self.config.n_layer) if cache is None else cache)
-        if soft is not None and prompt_embeds is None and (cache is None or len(cache) == cache.n_prefix):
-            prompt_embeds = soft.embeddings
-        n_virtual = self.n_virtual
-        n_soft = 0
-        if prompt_embeds is not None:                 # prompt tuning: soft tokens before the text
-            if cache is not None and len(cache) > cache.n_prefix:
-                raise ValueError("prompt_embeds go in front of the first chunk; this cache already has entries")
-            prompt_embeds = prompt_embeds.to(x.dtype)
-            if prompt_embeds.dim() == 2:
-                prompt_embeds = prompt_embeds.unsqueeze(0)
-            n_soft = prompt_embeds.shape[1]
-            x = torch.cat([prompt_embeds.expand(B, -1, -1), x], dim=1)
-        start = len(cache) if cache is not None else 0
-        L = x.shape[1]
-        if n_virtual and start + L > self.config.block_size:
-            raise ValueError(f"the prefix/soft prompt takes {n_virtual} of the {self.config.block_size} positions of the "
-                             f"context window, leaving {self.config.block_size - n_virtual} for tokens; got "
-                             f"{start + L - n_virtual}. Shorten the input or use a shorter prefix")
-        if self.wpe is not None and start + L > self.config.block_size:
-            raise ValueError(f"{start + L} positions (cache {start} + input {L}) exceed the learned position "
-                             f"table of {self.config.block_size}; shorten the input or use another position encoding")
+        x, cache, n_soft = self._virtual_tokens(self.wte(idx), cache, prompt_embeds)
+        start, L = (len(cache) if cache is not None else 0), x.shape[1]
+        self._check_fits(start, L)
         pos = torch.arange(start, start + L, device=idx.device)
         rope = alibi = None
-        kind = self.config.position
-        if kind == "learned":
+        if self.config.position == "learned":
             x = x + self.wpe(pos)
-        elif kind == "sinusoidal":
+        elif self.config.position == "sinusoidal":
             x = x + sinusoidal_table(start + L, self.config.n_embd).to(x.device, x.dtype)[start:]
-        elif kind == "rope":
-            inv_freq = self.rope_inv_freq
-            if self.rope_scaling is not None and "dynamic" in (self.rope_scaling.get("rope_type"),
-                                                               self.rope_scaling.get("type")):
-                # dynamic NTK: the base grows with the current length (cached keys keep their angles)
-                inv_freq = rope_inv_freq(self.config.n_embd // self.config.n_head, self.config.rope_base,
-                                         self.rope_scaling, seq_len=start + L)[0].to(x.device)
-            rope = rope_cos_sin(pos, inv_freq)
-            if self.rope_attention_factor != 1.0:     # YaRN: cos, sin (so q and k) times the factor
-                rope = tuple(t * self.rope_attention_factor for t in rope)
-        elif kind == "alibi":
+        elif self.config.position == "rope":
+            rope = self.rotary(pos, start + L)
+        elif self.config.position == "alibi":
             alibi = self.alibi_slopes
         x = self.drop(x)
         for block in self.h:
             x = block(x, rope, alibi, cache)
-        x = self.ln_f(x[:, n_soft:])
-        logits = self.lm_head(x)
+        logits = self.lm_head(self.ln_f(x[:, n_soft:]))          # no predictions for soft-prompt positions
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         return logits, loss
+
+    def _virtual_tokens(self, x, cache, prompt_embeds):
+        """Chapter 03's vectors in front of the text: the prefix fills an empty KV cache (prefix
+        tuning); soft-prompt vectors go before the first chunk's embeddings (prompt tuning).
+        Returns (x, cache, number of soft-prompt positions in x)."""
+        if self.prefix_tuning is not None and (cache is None or len(cache) == 0):
+            cache = self.prefix_tuning.fill(KVCache(self.config.n_layer) if cache is None else cache)
+        if self.prompt_tuning is not None and prompt_embeds is None and (cache is None or len(cache) == cache.n_prefix):
+            prompt_embeds = self.prompt_tuning.embeddings
+        if prompt_embeds is None:
+            return x, cache, 0
+        if cache is not None and len(cache) > cache.n_prefix:
+            raise ValueError("prompt_embeds go in front of the first chunk; this cache already has entries")
+        prompt_embeds = prompt_embeds.to(x.dtype)
+        if prompt_embeds.dim() == 2:
+            prompt_embeds = prompt_embeds.unsqueeze(0)
+        return torch.cat([prompt_embeds.expand(x.shape[0], -1, -1), x], dim=1), cache, prompt_embeds.shape[1]
+
+    def _check_fits(self, start: int, L: int) -> None:
+        """A prefix or soft prompt, and a learned position table, end at block_size positions."""
+        n_virtual, end = self.n_virtual, start + L
+        if n_virtual and end > self.config.block_size:
+            raise ValueError(f"the prefix/soft prompt takes {n_virtual} of the {self.config.block_size} positions of the "
+                             f"context window, leaving {self.config.block_size - n_virtual} for tokens; got "
+                             f"{end - n_virtual}. Shorten the input or use a shorter prefix")
+        if self.wpe is not None and end > self.config.block_size:
+            raise ValueError(f"{end} positions (cache {start} + input {L}) exceed the learned position "
+                             f"table of {self.config.block_size}; shorten the input or use another position encoding")
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,

@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn as nn
+
+from .validate import positive_int
 
 POSITION_KINDS = ("learned", "sinusoidal", "rope", "alibi", "none")
 
@@ -64,8 +67,8 @@ def rope_inv_freq(head_dim: int, base: float = 10000.0, scaling: dict | None = N
 
     The attention factor multiplies cos and sin (so both q and k); it is 1 except for YaRN.
     """
-    if not isinstance(head_dim, int) or isinstance(head_dim, bool) or head_dim <= 0 or head_dim % 2:
-        raise ValueError(f"RoPE rotates pairs of features: head_dim must be an even int > 0, got {head_dim!r}")
+    if positive_int(head_dim, "head_dim") % 2:
+        raise ValueError(f"RoPE rotates pairs of features: head_dim must be even, got {head_dim!r}")
     if not base > 1.0:
         raise ValueError(f"RoPE base must be > 1, got {base}")
     d = head_dim
@@ -133,6 +136,32 @@ def _yarn(inv_freq: torch.Tensor, d: int, base: float, s: float, L: int, scaling
     return inv_freq * (1 - ramp) + (inv_freq / s) * ramp, float(attention_factor)
 
 
+class Rotary(nn.Module):
+    """The rotation tables of a RoPE model for the positions of one forward pass.
+
+    Holds theta_i (scaled as ``scaling`` says) and the two pieces of context-extension
+    bookkeeping that are not a fixed table: dynamic NTK recomputes theta_i from the current
+    length, and YaRN multiplies cos and sin (so q and k) by its attention factor.
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0, scaling: dict | None = None):
+        super().__init__()
+        self.head_dim, self.base, self.scaling = head_dim, base, scaling
+        inv_freq, self.attention_factor = rope_inv_freq(head_dim, base, scaling)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)     # rebuilt from the config, never saved
+        self.dynamic = scaling is not None and "dynamic" in (scaling.get("rope_type"), scaling.get("type"))
+
+    def forward(self, positions: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin (T, head_dim) for ``positions``, in a sequence now ``seq_len`` long."""
+        inv_freq = self.inv_freq
+        if self.dynamic:            # the base grows with the current length; cached keys keep their angles
+            inv_freq = rope_inv_freq(self.head_dim, self.base, self.scaling, seq_len=seq_len)[0].to(positions.device)
+        cos, sin = rope_cos_sin(positions, inv_freq)
+        if self.attention_factor != 1.0:             # YaRN: q . k scaled by attention_factor^2
+            cos, sin = cos * self.attention_factor, sin * self.attention_factor
+        return cos, sin
+
+
 def interpolate_positions(positions: torch.Tensor, trained_len: int, target_len: int) -> torch.Tensor:
     """Position interpolation m' = m L / L': squeeze positions 0 .. L' - 1 into [0, L)."""
     if not (isinstance(trained_len, int) and isinstance(target_len, int)) or trained_len <= 0 or target_len <= 0:
@@ -168,8 +197,7 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     For a head count n that is not a power of two, ALiBi takes the slopes of the closest power
     of two below n, then fills the remaining heads with every other slope of twice that count.
     """
-    if not isinstance(n_heads, int) or isinstance(n_heads, bool) or n_heads <= 0:
-        raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
+    positive_int(n_heads, "n_heads")
 
     def power_of_two(n):
         a = 2.0 ** (8.0 / n)          # a^n = 2^8 = 256
@@ -217,6 +245,7 @@ def alibi_flex_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slop
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
     if slopes.shape != (q.shape[1],):
         raise ValueError(f"need one slope per head: slopes {tuple(slopes.shape)} for {q.shape[1]} heads")
+    # imported here: FlexAttention exists from torch 2.5 on, and the package runs on torch >= 2.3
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     global _compiled_flex
     if _compiled_flex is None:

@@ -5,8 +5,11 @@ import re
 import pytest
 
 from llmtap import corpus
-from llmtap.corpus import (ANSWERS, ARROW, CATEGORIES, CATEGORY_NAMES, EVENTS, INSTRUCTION_TASKS, LABEL_WORDS,
+from llmtap.corpus import (ANSWERS, CATEGORIES, CATEGORY_NAMES, EVENTS, INSTRUCTION_TASKS, LABEL_WORDS,
                            LABELS, LANGS, PLACES, TIMES)
+from llmtap.icl import ICLTask
+
+ARROW = "→"          # the corpus writes mappings in llmtap.icl's x→y format
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -197,6 +200,7 @@ def test_prompt_and_text():
     rng = random.Random(11)
     for k in (0, 1, 5):
         m = corpus.sample_mapping(rng, k, "en")
+        assert isinstance(m, ICLTask)
         assert m.prompt().endswith(ARROW)
         assert m.text() == m.prompt() + m.answer
         lines = m.prompt().split("\n")
@@ -340,3 +344,12 @@ def test_category_group_is_one_category_without_its_name():
         assert len(cats) == 1 and 3 <= len(items) <= 6 and len(set(items)) == len(items)
         name = corpus.CATEGORY_NAMES[cats[0]][0 if lang == "zh" else 1]
         assert name not in text.split("、" if lang == "zh" else ", ")
+
+
+def test_the_alphabet_is_read_off_the_generators_phrasings(monkeypatch):
+    """A new wording in the instruction table brings its characters into the alphabet: nothing
+    is hard-coded a second time, so a new task cannot silently fall back to bytes."""
+    assert "龙" not in corpus.alphabet()
+    monkeypatch.setitem(corpus.INSTRUCTIONS, "reverse", ("把这个词倒过来写给龙看。", "Write this word backwards."))
+    assert "龙" in corpus.alphabet()
+    assert "{" not in corpus.alphabet()                      # placeholders are not characters the corpus writes

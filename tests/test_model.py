@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmtap.model import GPT, GPTConfig, KVCache, sample_next
-from llmtap.positions import POSITION_KINDS, alibi_slopes, apply_rope, rope_cos_sin, sinusoidal_table
+from llmtap.positions import POSITION_KINDS, alibi_slopes, apply_rope, rope_cos_sin, rope_inv_freq, sinusoidal_table
 
 V, BLOCK = 50, 32
 
@@ -46,7 +46,7 @@ def reference_forward(model, idx):
         q, k, v = a.c_attn(hN).split(cfg.n_embd, dim=2)
         q, k, v = (t.view(B, T, H, d).transpose(1, 2) for t in (q, k, v))
         if cfg.position == "rope":
-            q, k = apply_rope(q, k, *rope_cos_sin(pos, model.rope_inv_freq))
+            q, k = apply_rope(q, k, *rope_cos_sin(pos, rope_inv_freq(d, cfg.rope_base)[0]))
         scores = q @ k.transpose(-1, -2) / math.sqrt(d)
         if cfg.position == "alibi":
             m = alibi_slopes(H)
@@ -378,3 +378,11 @@ def test_kv_cache_repeat_interleave_continues_each_row():
         want = model(torch.cat([ctx.repeat_interleave(3, 0), cont], 1))[0][:, 5:]
     assert torch.allclose(got, want, atol=1e-5)
     assert len(cache) == 5                     # the original cache is left as it was
+
+
+def test_chapter03_slots_are_declared_and_empty():
+    """The prefix and soft-prompt slots exist on every GPT (None until llmtap.prefix fills them) and
+    hold no parameters, so a plain model's state dict and parameter count are the base model's."""
+    model = GPT(GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=2, n_embd=16))
+    assert model.prefix_tuning is None and model.prompt_tuning is None and model.n_virtual == 0
+    assert not any(k.startswith(("prefix_tuning", "prompt_tuning", "rotary")) for k in model.state_dict())

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from llmtap import positions
-from llmtap.positions import (alibi_bias, alibi_slopes, apply_rope, check_position_kind, rope_cos_sin,
+from llmtap.positions import (Rotary, alibi_bias, alibi_slopes, apply_rope, check_position_kind, rope_cos_sin,
                               rope_inv_freq, sinusoidal_table)
 
 
@@ -337,3 +337,21 @@ def test_alibi_slopes_follow_the_paper_for_every_head_count(n):
 def test_alibi_bool_head_count_rejected():
     with pytest.raises(ValueError):
         alibi_slopes(True)
+
+
+def test_rotary_tables():
+    """Rotary gives the plain tables without scaling, recomputes theta from the length for dynamic
+    NTK (unchanged up to L), and multiplies cos and sin by YaRN's attention factor."""
+    pos = torch.arange(40)
+    plain = Rotary(8)
+    assert torch.equal(torch.stack(plain(pos, 40)), torch.stack(rope_cos_sin(pos, rope_inv_freq(8)[0])))
+    dyn_scaling = {"rope_type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 16}
+    dynamic = Rotary(8, scaling=dyn_scaling)
+    assert torch.equal(torch.stack(dynamic(pos[:16], 16)), torch.stack(plain(pos[:16], 16)))
+    want = rope_cos_sin(pos, rope_inv_freq(8, scaling=dyn_scaling, seq_len=40)[0])
+    assert torch.equal(torch.stack(dynamic(pos, 40)), torch.stack(want))
+    yarn = Rotary(8, scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16,
+                              "attention_factor": 1.5})
+    inv, factor = rope_inv_freq(8, scaling=yarn.scaling)
+    cos, sin = rope_cos_sin(pos, inv)
+    assert factor == 1.5 and torch.allclose(torch.stack(yarn(pos, 40)), torch.stack((1.5 * cos, 1.5 * sin)))

@@ -1,106 +1,162 @@
+"""Prompt learning: templates, answer search, verbalizers and the classifier built from them."""
+import random
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from llmtap.prompting import score_continuations
+import llmtap
+from llmtap import corpus
+from llmtap.lm import CourseLM
+from llmtap.prompting import PromptClassifier, Template, Verbalizer, answer_search, check_answer_space
+
+SEED_X = "我不小心错过了公共汽车。"
+ZH_ANSWERS = ["太好了", "好", "一般", "不好", "糟糕"]
 
 
 @pytest.fixture(scope="module")
-def setup(sharp_gpt):
-    return sharp_gpt("abcdefgh →我好", block_size=32)
+def toy(sharp_gpt):
+    return CourseLM(*sharp_gpt("abcdefgh →我好感到不。，因为[]XZ\n", block_size=64))
 
 
-def manual_score(model, tok, prompt, cand, normalize=False):
-    p_ids, z_ids = tok.encode(prompt, bos=True), tok.encode(cand)
-    ids = torch.tensor([p_ids + z_ids])
+@pytest.fixture(scope="module")
+def course():
+    model, tok = llmtap.load_course_model("cpu")
+    return CourseLM(model.eval(), tok)
+
+
+def sequence_logprob(lm, text):
+    """log P(text) under the model, token by token, the slow obvious way."""
+    ids = lm.encode(text, bos=True)
     with torch.no_grad():
-        logp = F.log_softmax(model(ids)[0][0], dim=-1)
-    total = sum(logp[len(p_ids) + i - 1, z].item() for i, z in enumerate(z_ids))
-    return total / len(z_ids) if normalize else total
+        logp = F.log_softmax(lm.logits(torch.tensor([ids]), torch.ones(1, len(ids)))[0].float(), -1)
+    return sum(logp[t - 1, ids[t]].item() for t in range(1, len(ids)))
 
 
-PROMPTS = ["ab → ", "我好 →", "h", "abcdefgh abcdefgh → "]
-CANDS = ["a", "bad", "好", "🙂"]          # the emoji is 4 byte tokens
+# ----------------------------------------------------------------------------- templates
+def test_template_prompt_fill_split():
+    t = Template("[X]我感到[Z]。")
+    assert t.prompt(SEED_X) == SEED_X + "我感到[Z]。"
+    assert t.fill(SEED_X, "糟糕") == SEED_X + "我感到糟糕。"
+    assert t.split(SEED_X, "糟糕") == (SEED_X + "我感到", "糟糕。")
+    cloze = Template("我感到[Z]，因为[X]")            # the answer slot may come first
+    assert cloze.split("下雨了", "好") == ("我感到", "好，因为下雨了")
+    assert Template(t) == t and hash(Template(t.text)) == hash(t)
 
 
-@pytest.mark.parametrize("normalize", [False, True])
-def test_matches_manual_log_probs(setup, normalize):
-    model, tok = setup
-    scores = score_continuations(model, tok, PROMPTS, CANDS, normalize=normalize)
-    assert scores.shape == (len(PROMPTS), len(CANDS))
-    for i, p in enumerate(PROMPTS):
-        for j, z in enumerate(CANDS):
-            assert scores[i, j].item() == pytest.approx(manual_score(model, tok, p, z, normalize), abs=1e-4)
-    assert (scores < 0).all()
+@pytest.mark.parametrize("text, match", [("我感到[Z]。", "input slots"), ("[X]我感到。", "answer slots"),
+                                         ("[X][X][Z]", "2 input"), ("[X][Z][Z]", "2 answer")])
+def test_template_needs_one_of_each_slot(text, match):
+    with pytest.raises(ValueError, match=match):
+        Template(text)
 
 
-def test_normalize_divides_by_token_count(setup):
-    model, tok = setup
-    raw = score_continuations(model, tok, PROMPTS, CANDS)
-    norm = score_continuations(model, tok, PROMPTS, CANDS, normalize=True)
-    counts = torch.tensor([len(tok.encode(z)) for z in CANDS], dtype=torch.float32)
-    assert counts.tolist() == [1, 3, 1, 4]
-    assert torch.allclose(norm, raw / counts, atol=1e-5)
-
-
-def test_batching_does_not_change_scores(setup):
-    model, tok = setup
-    a = score_continuations(model, tok, PROMPTS, CANDS)
-    b = score_continuations(model, tok, PROMPTS, CANDS, batch_size=3)
-    c = torch.stack([score_continuations(model, tok, [p], CANDS)[0] for p in PROMPTS])
-    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, c, atol=1e-5)
-
-
-def test_shared_vs_per_prompt_candidates(setup):
-    model, tok = setup
-    shared = score_continuations(model, tok, PROMPTS[:2], ["a", "b"])
-    per = score_continuations(model, tok, PROMPTS[:2], [["a", "b"], ["a", "b"]])
-    assert torch.equal(shared, per)
-    mixed = score_continuations(model, tok, PROMPTS[:2], [["a", "b"], ["好", "bad"]])
-    assert torch.allclose(mixed[0], shared[0])
-    assert mixed[1, 0].item() == pytest.approx(manual_score(model, tok, PROMPTS[1], "好"), abs=1e-4)
-    assert mixed[1, 1].item() == pytest.approx(manual_score(model, tok, PROMPTS[1], "bad"), abs=1e-4)
-
-
-def test_log_probs_of_all_single_tokens_sum_to_one(setup):
-    model, tok = setup
-    every = [tok.id_to_piece(i) for i in range(tok.offset, tok.vocab_size)]
-    scores = score_continuations(model, tok, ["ab"], every)
-    bos_and_bytes = F.softmax(model(torch.tensor([tok.encode("ab", bos=True)]))[0][0, -1], -1)[:tok.offset].sum()
-    assert scores.exp().sum().item() + bos_and_bytes.item() == pytest.approx(1.0, abs=1e-4)
-
-
-def test_long_prompt_is_an_error_unless_trimming_is_asked_for(setup):
-    model, tok = setup
-    long_prompt = "abcdefgh" * 10
-    with pytest.raises(ValueError, match="context holds 32"):
-        score_continuations(model, tok, [long_prompt], ["a", "b"])
-    s = score_continuations(model, tok, [long_prompt], ["a", "b"], too_long="left")
-    ids = (tok.encode(long_prompt, bos=True) + tok.encode("a"))[-32:]
-    with torch.no_grad():
-        logp = F.log_softmax(model(torch.tensor([ids]))[0][0], -1)
-    assert s[0, 0].item() == pytest.approx(logp[-2, ids[-1]].item(), abs=1e-4)
-
-
-def test_bad_inputs(setup):
-    model, tok = setup
+def test_template_bad_types_and_inputs():
     with pytest.raises(TypeError):
-        score_continuations(model, tok, "one prompt", ["a"])
-    with pytest.raises(ValueError):
-        score_continuations(model, tok, [], ["a"])
-    with pytest.raises(ValueError):
-        score_continuations(model, tok, ["ab"], ["a", ""])
-    with pytest.raises(ValueError):
-        score_continuations(model, tok, ["ab"], [])
-    with pytest.raises(ValueError):
-        score_continuations(model, tok, ["ab", "cd"], [["a"], []])
-    with pytest.raises(ValueError):
-        score_continuations(model, tok, ["ab", "cd"], [["a", "b"]])            # 1 list for 2 prompts
-    with pytest.raises(ValueError):
-        score_continuations(model, tok, ["ab", "cd"], [["a", "b"], ["a"]])     # different counts
-    with pytest.raises(ValueError):
-        score_continuations(model, tok, ["ab"], [["a", 3]])
-    with pytest.raises(ValueError, match="too_long"):
-        score_continuations(model, tok, ["ab"], ["a"], too_long="right")
-    with pytest.raises(ValueError, match="batch_size"):
-        score_continuations(model, tok, ["ab"], ["a"], batch_size=0)
+        Template(42)
+    t = Template("[X]→[Z]")
+    with pytest.raises(TypeError):
+        t.prompt(None)
+    with pytest.raises(ValueError, match="empty"):
+        t.fill("  ", "好")
+
+
+def test_answer_space_checks():
+    assert check_answer_space(("好", "不好")) == ["好", "不好"]
+    with pytest.raises(ValueError, match="empty"):
+        check_answer_space([])
+    with pytest.raises(ValueError, match="more than once"):
+        check_answer_space(["好", "好"])
+    with pytest.raises(TypeError):
+        check_answer_space("好不好")
+    with pytest.raises(ValueError, match="non-empty"):
+        check_answer_space(["好", ""])
+
+
+# ----------------------------------------------------------------------------- answer search
+@pytest.mark.parametrize("text", ["[X]我感到[Z]。", "我感到[Z]，因为[X]"])
+def test_answer_search_ranks_by_the_filled_prompt(toy, text):
+    xs, answers = ["ab我", "好好"], ["好", "不好", "a"]
+    best, scores = answer_search(toy, text, xs, answers)
+    t = Template(text)
+    for i, x in enumerate(xs):
+        full = torch.tensor([sequence_logprob(toy, t.fill(x, z)) for z in answers])
+        context = sequence_logprob(toy, t.split(x, "")[0])
+        # log P(f_fill(x', z)) = log P(context) + score: the same ranking, the same numbers
+        assert torch.allclose(scores[i] + context, full, atol=1e-3)
+        assert best[i] == answers[int(full.argmax())]
+    _, norm = answer_search(toy, text, xs, answers, normalize=True)
+    n_tokens = torch.tensor([[len(toy.encode(t.split(x, z)[1])) for z in answers] for x in xs], dtype=torch.float32)
+    assert torch.allclose(norm, scores / n_tokens, atol=1e-5)
+
+
+def test_answer_search_bad_inputs(toy):
+    with pytest.raises(ValueError, match="empty"):
+        answer_search(toy, "[X]→[Z]", ["ab"], [])
+    with pytest.raises(TypeError, match="list of inputs"):
+        answer_search(toy, "[X]→[Z]", "ab", ["a"])
+    with pytest.raises(ValueError, match="answer slots"):
+        answer_search(toy, "[X]→", ["ab"], ["a"])
+    with pytest.raises(TypeError, match="CausalLM"):
+        answer_search(toy.model, "[X]→[Z]", ["ab"], ["a"])          # a bare model, not wrapped
+
+
+# ----------------------------------------------------------------------------- verbalizer
+def test_verbalizer_maps_answers_to_labels():
+    v = Verbalizer(corpus.sentiment_verbalizer("zh"))
+    assert v.labels == ["negative", "neutral", "positive"]
+    assert sorted(v.answers) == sorted(ZH_ANSWERS)
+    assert v.label_of("太好了") == "positive" and v.label_of("一般") == "neutral"
+    with pytest.raises(KeyError, match="not in the answer space"):
+        v.label_of("非常")
+    assert Verbalizer({"yes": "好", "no": "不好"}).answers == ["好", "不好"]
+
+
+def test_verbalizer_label_probs():
+    v = Verbalizer({"pos": ["a", "b"], "neg": ["c"]})
+    scores = torch.log(torch.tensor([[0.3, 0.3, 0.4], [0.1, 0.1, 0.8]]))
+    assert torch.allclose(v.label_probs(scores, "sum"), torch.tensor([[0.6, 0.4], [0.2, 0.8]]), atol=1e-6)
+    mx = v.label_probs(scores, "max")                      # label of the best answer wins
+    assert torch.allclose(mx, torch.tensor([[3 / 7, 4 / 7], [1 / 9, 8 / 9]]), atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        v.label_probs(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="aggregate"):
+        v.label_probs(scores, "mean")
+
+
+@pytest.mark.parametrize("words, match", [({}, "non-empty dict"), ({"pos": []}, "no answers"),
+                                          ({"pos": ["好"], "neg": ["好"]}, "mapped to two labels"),
+                                          ({"pos": ["好"], "neg": [""]}, "non-empty")])
+def test_verbalizer_bad_inputs(words, match):
+    with pytest.raises(ValueError, match=match):
+        Verbalizer(words)
+
+
+# ----------------------------------------------------------------------------- classifier on the course model
+def test_seed_example_on_the_course_model(course):
+    clf = PromptClassifier(course, "[X]我感到[Z]。", corpus.sentiment_verbalizer("zh"))
+    p = clf.predict_proba([SEED_X])
+    assert p.shape == (1, 3) and p.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert clf.predict([SEED_X]) == ["negative"]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_taught_templates_beat_untaught_ones(course, lang):
+    rng = random.Random(1)
+    events = [corpus.sample_event(rng, lang, "test") for _ in range(90)]
+    xs, ys = [e.text for e in events], [e.label for e in events]
+    verbalizer = corpus.sentiment_verbalizer(lang)
+    taught = PromptClassifier(course, corpus.TAUGHT_TEMPLATES[lang][0], verbalizer).accuracy(xs, ys)
+    untaught = PromptClassifier(course, "[X]→[Z]" if lang == "zh" else "[X] → [Z]", verbalizer).accuracy(xs, ys)
+    assert taught >= 0.9
+    assert untaught < taught - 0.3
+
+
+def test_classifier_bad_inputs(course):
+    clf = PromptClassifier(course, "[X]我感到[Z]。", corpus.sentiment_verbalizer("zh"))
+    with pytest.raises(ValueError, match="as many labels"):
+        clf.accuracy(["我很好。"], [])
+    with pytest.raises(ValueError, match="not among"):
+        clf.accuracy(["我很好。"], ["happy"])
+    with pytest.raises(ValueError, match="no token for the characters"):
+        clf.predict(["I missed the bus ☂"])
