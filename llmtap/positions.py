@@ -162,15 +162,6 @@ class Rotary(nn.Module):
         return cos, sin
 
 
-def interpolate_positions(positions: torch.Tensor, trained_len: int, target_len: int) -> torch.Tensor:
-    """Position interpolation m' = m L / L': squeeze positions 0 .. L' - 1 into [0, L)."""
-    if not (isinstance(trained_len, int) and isinstance(target_len, int)) or trained_len <= 0 or target_len <= 0:
-        raise ValueError(f"trained_len and target_len must be positive ints, got {trained_len!r}, {target_len!r}")
-    if target_len < trained_len:
-        raise ValueError(f"target_len ({target_len}) must be >= trained_len ({trained_len}): interpolation stretches")
-    return positions.float() * (trained_len / target_len)
-
-
 def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the angles p * theta_i, shaped (T, head_dim) (each angle used for a pair)."""
     angles = positions.float()[:, None] * inv_freq.to(positions.device)[None, :]   # (T, d/2)

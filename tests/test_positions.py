@@ -281,26 +281,19 @@ def test_rope_relative_property_holds_for_every_scaling():
             assert max(dots) - min(dots) < 1e-3, (scaling, diff, dots)
 
 
-def test_interpolated_positions_stay_in_the_trained_range():
-    from llmtap.positions import interpolate_positions
-    L = 64
-    for s in (1, 2, 4, 8):
-        pos = interpolate_positions(torch.arange(L * s), L, L * s)
-        assert pos.min().item() == 0.0 and pos.max().item() < L
-        assert torch.allclose(pos[::s], torch.arange(L).float())       # every s-th position lands on a trained one
-        assert torch.allclose(pos.diff(), torch.full((L * s - 1,), 1 / s))
-    # and position interpolation in angles: rotating by position m with factor s = rotating by m / s
+def test_linear_scaling_is_position_interpolation():
+    # position interpolation f'(x, m) = f(x, m L / L'): rotating by position m with factor s = L'/L
+    # is rotating by m / s, a position inside the trained range [0, L)
     d, s = 16, 4.0
     plain, _ = rope_inv_freq(d)
     scaled, _ = rope_inv_freq(d, scaling={"rope_type": "linear", "factor": s})
     pos = torch.arange(256)
     c1, s1 = rope_cos_sin(pos, scaled)
-    c2, s2 = rope_cos_sin(interpolate_positions(pos, 64, 256), plain)
+    c2, s2 = rope_cos_sin(pos * 64 / 256, plain)
     assert torch.allclose(c1, c2, atol=1e-5) and torch.allclose(s1, s2, atol=1e-5)
 
 
 def test_rope_scaling_bad_inputs():
-    from llmtap.positions import interpolate_positions
     bad = [({"rope_type": "linear", "factor": 0.9}, None),
            ({"rope_type": "ntk", "factor": 0.0}, None),
            ({"rope_type": "yarn", "factor": 2.0}, None),                          # no original length
@@ -314,9 +307,6 @@ def test_rope_scaling_bad_inputs():
             rope_inv_freq(16, scaling=scaling, seq_len=seq_len)
     with pytest.raises(TypeError):
         rope_inv_freq(16, scaling="linear")
-    for args in ((torch.arange(4), 0, 8), (torch.arange(4), 8, 4), (torch.arange(4), 8.0, 16)):
-        with pytest.raises(ValueError):
-            interpolate_positions(*args)
 
 
 # ----------------------------------------------------------------------------- ALiBi, the paper's rule
