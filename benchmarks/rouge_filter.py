@@ -6,7 +6,7 @@ every instruction kept before it is < 0.7, and then joins the pool. Three implem
 * rouge-score, public API: ``RougeScorer(["rougeL"]).score(kept, new)`` for every pair;
 * rouge-score, pre-tokenised: every instruction tokenised once, then its LCS routine per pair
   (what the Self-Instruct code does);
-* llmtap: ``llmtap.self_instruct.rouge_filter`` (a ``RougeIndex`` scores the whole pool at once
+* llmtap: ``llmtap.rouge.rouge_filter`` (a ``RougeIndex`` scores the whole pool at once
   with a bit-parallel LCS in numpy).
 
 All three must keep and reject exactly the same instructions. The instructions are generated
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import base_parser, print_table  # noqa: E402
 
-from llmtap.self_instruct import rouge_filter  # noqa: E402
+from llmtap.rouge import rouge_filter  # noqa: E402
 
 VERBS = ["Write", "Describe", "Explain", "Summarize", "List", "Compare", "Give examples of", "Suggest",
          "Rewrite", "Classify", "Translate", "Outline", "Evaluate", "Plan"]

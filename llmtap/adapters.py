@@ -27,14 +27,18 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
-from .lora import count_parameters, mark_only_trainable
+from .checkpoints import copy_strict, read_checkpoint
 from .model import GPT
+from .train import mark_only_trainable
+from .validate import positive_int
 
-__all__ = ["Adapter", "WithAdapter", "add_adapters", "adapter_layers", "adapter_state_dict", "count_parameters",
-           "load_adapters", "mark_only_adapters_as_trainable", "save_adapters"]
+__all__ = ["Adapter", "WithAdapter", "add_adapters", "adapter_layers", "adapter_state_dict", "load_adapters",
+           "mark_only_adapters_as_trainable", "save_adapters"]
 
 ADAPTER_FORMAT = "llmtap-adapters"
+BOTTLENECK = "bottleneck (the adapter's inner width m)"     # the argument's name in error messages
 
 
 class Adapter(nn.Module):
@@ -42,7 +46,7 @@ class Adapter(nn.Module):
 
     def __init__(self, d_model: int, bottleneck: int):
         super().__init__()
-        _check_bottleneck(bottleneck)
+        positive_int(bottleneck, BOTTLENECK)
         self.d_model, self.bottleneck = d_model, bottleneck
         self.down = nn.Linear(d_model, bottleneck)             # W_down, b_down
         self.up = nn.Linear(bottleneck, d_model)               # W_up, b_up
@@ -70,11 +74,6 @@ class WithAdapter(nn.Module):
         return self.adapter(self.base_layer(x))
 
 
-def _check_bottleneck(bottleneck) -> None:
-    if isinstance(bottleneck, bool) or not isinstance(bottleneck, int) or bottleneck <= 0:
-        raise ValueError(f"bottleneck must be a positive int (the adapter's inner width m), got {bottleneck!r}")
-
-
 def _is_hf_gpt2(model) -> bool:
     return hasattr(model, "transformer") and hasattr(model.transformer, "h") and \
         all(hasattr(b, "attn") and hasattr(b, "mlp") for b in model.transformer.h)
@@ -99,7 +98,7 @@ def mark_only_adapters_as_trainable(model: nn.Module, train_layer_norms: bool = 
 def add_adapters(model: nn.Module, bottleneck: int = 16, train_layer_norms: bool = False) -> nn.Module:
     """Put a Houlsby adapter after the attention and after the MLP of every block of ``model``
     (the course ``GPT`` or a Hugging Face GPT-2), freeze everything else, and return the model."""
-    _check_bottleneck(bottleneck)
+    positive_int(bottleneck, BOTTLENECK)
     if adapter_layers(model):
         raise ValueError("the model has adapters already; call add_adapters once per model")
     if isinstance(model, GPT):
@@ -130,7 +129,6 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_adapters(model: nn.Module, path) -> Path:
     """Write the adapters (only them) to a safetensors file; the bottleneck goes in its metadata."""
-    from safetensors.torch import save_file
     tensors = {k: v.contiguous().cpu() for k, v in adapter_state_dict(model).items()}
     (bottleneck,) = {layer.bottleneck for layer in adapter_layers(model).values()}
     path = Path(path)
@@ -142,24 +140,10 @@ def save_adapters(model: nn.Module, path) -> Path:
 def load_adapters(model: nn.Module, path) -> nn.Module:
     """Load adapters written by ``save_adapters`` into ``model`` (adding them first when it has
     none). A missing, unexpected or wrongly shaped tensor is an error that names it."""
-    from .train import read_checkpoint
     tensors, meta = read_checkpoint(path)
     if meta.get("format") != ADAPTER_FORMAT:
         raise ValueError(f"{path} is a safetensors file but not llmtap adapters (format {meta.get('format')!r})")
     if not adapter_layers(model):
         add_adapters(model, json.loads(meta["config"])["bottleneck"])
-    _copy_strict(adapter_state_dict(model), tensors, str(path))
+    copy_strict(adapter_state_dict(model), tensors, str(path))
     return model
-
-
-def _copy_strict(expected: dict, tensors: dict, source: str) -> None:
-    """Copy ``tensors`` into the tensors of ``expected`` (same keys, same shapes), or say what differs."""
-    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    shapes = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        raise ValueError(f"{source} does not fit this model: missing {missing[:4]}, unexpected {unexpected[:4]}, "
-                         f"shape mismatches {shapes[:4]}")
-    with torch.no_grad():
-        for k, v in expected.items():
-            v.copy_(tensors[k])

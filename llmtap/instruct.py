@@ -1,20 +1,20 @@
-"""Instruction data (指令数据, LLM-TAP 5.4-5.5): records, the formats people ship, and SFT.
+"""Instruction data (指令数据, LLM-TAP 5.4-5.5): records and the formats people ship them in.
 
 A record is an instruction (指令), an optional input (输入) and the output (输出):
 
     Record("把这个词翻译成英文。", "苹果", "apple")
 
-Readers and writers cover the common formats:
+Readers cover the common formats:
 
-=========  ======================================================  =====================
-format     one example is                                          read / write
-=========  ======================================================  =====================
-Alpaca     {"instruction", "input", "output"} in a JSON list       read_alpaca / write_alpaca
-JSONL      the same object, one per line                           read_jsonl / write_jsonl
-Dolly      {"instruction", "context", "response", "category"}      read_dolly / write_dolly
-ShareGPT   {"conversations": [{"from": "human"|"gpt", "value"}]}   read_sharegpt / write_sharegpt
-OASST      message rows {"message_id", "parent_id", "role", "text"} read_oasst / write_oasst
-=========  ======================================================  =====================
+=========  ======================================================  =============
+format     one example is                                          reader
+=========  ======================================================  =============
+Alpaca     {"instruction", "input", "output"} in a JSON list       read_alpaca
+JSONL      the same object, one per line                           read_jsonl
+Dolly      {"instruction", "context", "response", "category"}      read_dolly
+ShareGPT   {"conversations": [{"from": "human"|"gpt", "value"}]}   read_sharegpt
+OASST      message rows {"message_id", "parent_id", "role", "text"} read_oasst
+=========  ======================================================  =============
 
 Every reader takes a JSON list or JSON lines. A malformed example raises ``FormatError`` naming
 the file and the line. With ``on_error="skip"`` the reader goes on and returns, in
@@ -23,11 +23,11 @@ the file and the line. With ``on_error="skip"`` the reader goes on and returns, 
 Conversations (ShareGPT, OASST) give **one record per assistant turn**: the turn's user message
 is the instruction, its reply the output, and the turns before it the record's ``history``.
 An OASST tree (rebuilt from ``parent_id``) with several replies to a message gives one record
-per reply, each with the history of its own path from the root.
+per reply, each with the history of its own path from the root. ``write_sharegpt`` writes records
+back out as ShareGPT conversations (``Record.to_dict`` gives the Alpaca/JSONL object).
 
-Supervised fine-tuning (监督微调, SFT) formats a record as a prompt and a response and computes the
-loss on the response tokens only: the labels of the prompt are -100 (see
-``llmtap.train.collate_completions``).
+Supervised fine-tuning on these records is in ``llmtap.sft``; ``llmtap.self_instruct`` generates
+new instructions from a few seed tasks.
 """
 from __future__ import annotations
 
@@ -35,11 +35,6 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-
-from .tokenizer import Tokenizer
-from .train import TrainConfig, collate_completions, completion_batches, train
 
 
 class FormatError(ValueError):
@@ -309,7 +304,8 @@ def _path_to_root(row, rows) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- writing
-def _check_records(records) -> list[Record]:
+def check_records(records) -> list[Record]:
+    """``records`` as a list, or a TypeError naming the first item that is not a ``Record``."""
     records = list(records)
     bad = [i for i, r in enumerate(records) if not isinstance(r, Record)]
     if bad:
@@ -330,16 +326,16 @@ def _write_json(items, path, lines: bool) -> Path:
 
 
 def write_alpaca(records, path) -> Path:
-    return _write_json([r.to_dict() for r in _check_records(records)], path, lines=False)
+    return _write_json([r.to_dict() for r in check_records(records)], path, lines=False)
 
 
 def write_jsonl(records, path) -> Path:
-    return _write_json([r.to_dict() for r in _check_records(records)], path, lines=True)
+    return _write_json([r.to_dict() for r in check_records(records)], path, lines=True)
 
 
 def write_dolly(records, path) -> Path:
     """Dolly JSON lines; a record's history has no place in Dolly and raises ValueError."""
-    records = _check_records(records)
+    records = check_records(records)
     if any(r.history for r in records):
         raise ValueError("Dolly has no conversation history; write these records as ShareGPT or OASST")
     return _write_json([{"instruction": r.instruction, "context": r.input, "response": r.output,
@@ -354,7 +350,7 @@ def write_sharegpt(records, path) -> Path:
     """A ShareGPT JSON list, one conversation per record (its history, then its own turn).
     Chat formats have no input field: the input follows the instruction after a blank line."""
     items = []
-    for i, r in enumerate(_check_records(records)):
+    for i, r in enumerate(check_records(records)):
         turns = [t for u, a in r.history for t in ({"from": "human", "value": u}, {"from": "gpt", "value": a})]
         turns += [{"from": "human", "value": _user_text(r)}, {"from": "gpt", "value": r.output}]
         items.append({"id": str(r.meta.get("id") or i), "conversations": turns})
@@ -364,7 +360,7 @@ def write_sharegpt(records, path) -> Path:
 def write_oasst(records, path) -> Path:
     """OASST message rows (JSON lines), one tree per record: its history, then its own turn."""
     rows = []
-    for i, r in enumerate(_check_records(records)):
+    for i, r in enumerate(check_records(records)):
         parent = None
         for k, (role, text) in enumerate((role, t) for u, a in r.history + ((_user_text(r), r.output),)
                                          for role, t in (("prompter", u), ("assistant", a))):
@@ -373,90 +369,3 @@ def write_oasst(records, path) -> Path:
                          "lang": r.meta.get("lang", "")})
             parent = mid
     return _write_json(rows, path, lines=True)
-
-
-# ----------------------------------------------------------------------------- SFT
-def format_prompt(record: Record) -> str:
-    """The text the model reads before answering:
-
-        Instruction: <instruction>
-        Input: <input>            (only when there is one)
-        Response:
-
-    (earlier turns of a conversation first, each as Instruction/Response lines)."""
-    if not isinstance(record, Record):
-        raise TypeError(f"format_prompt takes a Record, got {type(record).__name__}")
-    turns = "".join(f"Instruction: {u}\nResponse: {a}\n" for u, a in record.history)
-    input_line = f"Input: {record.input}\n" if record.input else ""
-    return f"{turns}Instruction: {record.instruction}\n{input_line}Response: "
-
-
-def sft_pairs(records) -> list[tuple[str, str]]:
-    """(prompt, response) text pairs for ``completion_batches``."""
-    return [(format_prompt(r), r.output) for r in _check_records(records)]
-
-
-def encode_sft(records, tokenizer: Tokenizer, max_len: int | None = None) -> list[tuple[list, list]]:
-    """(prompt ids with <bos>, response ids with <eos>) for each record; a pair longer than
-    ``max_len`` tokens raises ValueError naming the record."""
-    if not isinstance(tokenizer, Tokenizer):
-        raise TypeError("encode_sft needs the course tokenizer (llmtap.Tokenizer)")
-    out = []
-    for i, (prompt, response) in enumerate(sft_pairs(records)):
-        p, c = tokenizer.encode(prompt, bos=True), tokenizer.encode(response, eos=True)
-        if max_len is not None and len(p) + len(c) - 1 > max_len:
-            raise ValueError(f"record {i} ({prompt[:40]!r}) is {len(p) + len(c) - 1} tokens, more than the "
-                             f"context of {max_len}; shorten it or leave it out")
-        out.append((p, c))
-    return out
-
-
-def sft_collate(examples, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A padded batch (x, y) of ``encode_sft`` pairs; y is -100 outside the response."""
-    return collate_completions(examples, pad_id)
-
-
-def sft(model, tokenizer: Tokenizer, records, cfg: TrainConfig | None = None, batch_size: int = 16,
-        lora: dict | None = None, seed: int = 0, device=None, on_log=None) -> dict:
-    """Supervised fine-tuning of the course model on ``records``, the loss on response tokens only.
-
-    Full fine-tuning by default; ``lora={"target_modules": [...], "r": 8, "alpha": 16}`` first wraps
-    those layers with LoRA (``llmtap.lora.add_lora``) and trains only them. ``model`` is changed
-    in place; returns the training history of ``llmtap.train.train``."""
-    records = _check_records(records)
-    if not records:
-        raise ValueError("records is empty; give at least one Record to fine-tune on")
-    if lora is not None:
-        from .lora import add_lora
-        if not isinstance(lora, dict) or "target_modules" not in lora:
-            raise ValueError("lora must be a dict with 'target_modules' (and optionally 'r', 'alpha', 'dropout')")
-        add_lora(model, **lora)
-    encode_sft(records, tokenizer, max_len=model.config.block_size)      # refuses over-long records
-    cfg = cfg or TrainConfig(steps=200, lr=1e-3, min_lr=1e-4, warmup_steps=10, log_every=20, progress=False)
-    torch.manual_seed(seed)
-    batches = completion_batches(tokenizer, sft_pairs(records), batch_size, seed, eos=True)
-    return train(model, batches, cfg, on_log=on_log, device=device)
-
-
-@torch.no_grad()
-def generate_responses(lm, records, max_new_tokens: int = 24) -> list[str]:
-    """The model's greedy answer to each record's prompt, up to <eos> or a newline.
-
-    The course model answers prompts of equal token length together, in one batch."""
-    from .prompting import CausalLM
-    if not isinstance(lm, CausalLM):
-        raise TypeError("lm must be an llmtap.prompting.CausalLM, e.g. CausalLM(model, tokenizer)")
-    prompts = [format_prompt(r) for r in _check_records(records)]
-    if not lm.is_course_model:
-        return [lm.generate(p, max_new_tokens, stop="\n") for p in prompts]
-    encoded = [lm.encode(p, bos=True) for p in prompts]
-    answers = [""] * len(prompts)
-    by_length = {}
-    for i, ids in enumerate(encoded):
-        by_length.setdefault(len(ids), []).append(i)
-    for idx in by_length.values():
-        x = torch.tensor([encoded[i] for i in idx], device=lm.device)
-        out = lm.model.generate(x, max_new_tokens, temperature=0.0, eos_id=lm.eos_id)
-        for i, row in zip(idx, out[:, x.shape[1]:].tolist()):
-            answers[i] = lm.decode(row).split("\n")[0]
-    return answers

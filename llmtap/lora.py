@@ -20,6 +20,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .checkpoints import copy_strict
+from .train import mark_only_trainable
+from .validate import positive_int, positive_number
 
 CONFIG_NAME, WEIGHTS_NAME = "adapter_config.json", "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."        # PEFT's key prefix in adapter_model.safetensors
@@ -112,12 +118,22 @@ def add_lora(model: nn.Module, target_modules, r: int = 8, alpha: float = 16, dr
     ``target_modules``: a list of names, each matching a module's full name or its last dotted
     parts (``"c_attn"``, ``"attn.c_attn"``), or one string used as a regular expression on full names.
     """
-    if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
-        raise ValueError(f"r (the rank) must be a positive int, got {r!r}")
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha <= 0:
-        raise ValueError(f"alpha must be a positive number, got {alpha!r}; the update is scaled by alpha / r")
+    positive_int(r, "r (the rank)")
+    positive_number(alpha, "alpha", "the update is scaled by alpha / r")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    targets = _targets(model, target_modules)
+    for name in targets:
+        _check_rank(r, name, model.get_submodule(name))
+    mark_only_lora_as_trainable(model)
+    for name in targets:
+        _set_submodule(model, name, LoRALinear(model.get_submodule(name), r, alpha, dropout))
+    return model
+
+
+def _targets(model: nn.Module, target_modules) -> list[str]:
+    """Names of the linear layers ``target_modules`` matches; an error names the layers there are
+    when it matches none, and refuses a layer that is wrapped already."""
     if not isinstance(target_modules, str):
         target_modules = list(target_modules)
         if not target_modules or not all(isinstance(t, str) and t for t in target_modules):
@@ -129,7 +145,7 @@ def add_lora(model: nn.Module, target_modules, r: int = 8, alpha: float = 16, dr
             continue
         if isinstance(module, LoRALinear) or name in inside_lora:
             raise ValueError(f"{name!r} is wrapped with LoRA already; call add_lora once per model "
-                             f"(or remove_lora first)")
+                             f"(start again from a fresh copy of the base model to change the setting)")
         if _wrappable(module):
             targets.append(name)
     if not targets:
@@ -138,30 +154,20 @@ def add_lora(model: nn.Module, target_modules, r: int = 8, alpha: float = 16, dr
         raise ValueError(f"target_modules={target_modules!r} matches no linear layer. Linear layers are "
                          f"named like {linear[:6]}{' ...' if len(linear) > 6 else ''}; their last parts are "
                          f"{suffixes}")
-    for name in targets:
-        d_in, d_out = _shape(model.get_submodule(name))
-        if r > min(d_in, d_out):
-            raise ValueError(f"r = {r} is larger than {name!r} allows: a {d_out} x {d_in} weight has rank at "
-                             f"most {min(d_in, d_out)}, and a low-rank update should stay well below that")
-    mark_only_lora_as_trainable(model)
-    for name in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRALinear(getattr(parent, child), r, alpha, dropout))
-    return model
+    return targets
 
 
-def remove_lora(model: nn.Module, merge: bool = False) -> nn.Module:
-    """Put the plain linear layers back (with the update merged in when ``merge``)."""
-    for name, layer in lora_layers(model).items():
-        if merge:
-            layer.merge()
-            layer.original_weight = None
-        else:
-            layer.unmerge()
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, layer.base_layer)
-    return model
+def _check_rank(r: int, name: str, layer: nn.Module) -> None:
+    d_in, d_out = _shape(layer)
+    if r > min(d_in, d_out):
+        raise ValueError(f"r = {r} is larger than {name!r} allows: a {d_out} x {d_in} weight has rank at "
+                         f"most {min(d_in, d_out)}, and a low-rank update should stay well below that")
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` where ``model.get_submodule(name)`` is."""
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
 def _require_lora(model) -> dict[str, LoRALinear]:
@@ -185,28 +191,8 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
-def mark_only_trainable(model: nn.Module, is_trainable) -> nn.Module:
-    """Freeze every parameter of ``model`` except those whose name ``is_trainable(name)`` accepts.
-    Shared by LoRA, adapters and prefix/prompt tuning: each names its own parameters."""
-    for name, p in model.named_parameters():
-        p.requires_grad = bool(is_trainable(name))
-    return model
-
-
 def mark_only_lora_as_trainable(model: nn.Module) -> nn.Module:
     return mark_only_trainable(model, lambda name: "lora_A" in name or "lora_B" in name)
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts; tied weights count once."""
-    seen, trainable, total = set(), 0, 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-    return trainable, total
 
 
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -219,7 +205,6 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_lora(model: nn.Module, path) -> Path:
     """Write ``path/adapter_config.json`` and ``path/adapter_model.safetensors`` as PEFT does,
     so ``peft.PeftModel.from_pretrained(base_model, path)`` loads them."""
-    from safetensors.torch import save_file
     layers = _require_lora(model)
     settings = {(l.r, l.alpha, l.lora_dropout.p if isinstance(l.lora_dropout, nn.Dropout) else 0.0)
                 for l in layers.values()}
@@ -246,9 +231,28 @@ def load_lora(model: nn.Module, path) -> nn.Module:
 
     A model without LoRA layers is wrapped first, as the adapter's config says. Every key must
     fit: a missing, unexpected or wrongly shaped tensor is an error that names it."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     path = Path(path)
+    config = _read_lora_config(path)
+    weights_file = path / WEIGHTS_NAME
+    try:
+        tensors = load_file(str(weights_file))
+    except SafetensorError as e:
+        raise ValueError(f"{weights_file} is not a readable safetensors file: {e}") from e
+    if not lora_layers(model):
+        add_lora(model, config["target_modules"], config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0))
+    for name, layer in lora_layers(model).items():
+        if layer.merged:
+            raise ValueError(f"{name!r} is merged; unmerge_lora(model) before loading another adapter")
+    tensors = {k.replace(".default.", "."): v for k, v in tensors.items()}    # PEFT may name the adapter "default"
+    copy_strict({PEFT_PREFIX + k: v for k, v in lora_state_dict(model).items()}, tensors, f"the adapter in {path}")
+    for layer in lora_layers(model).values():
+        layer.alpha = config["lora_alpha"]
+        layer.scaling = layer.alpha / layer.r
+    return model
+
+
+def _read_lora_config(path: Path) -> dict:
+    """adapter_config.json of a PEFT LoRA folder, refusing the PEFT options not implemented here."""
     config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
     for f in (config_file, weights_file):
         if not f.is_file():
@@ -262,30 +266,4 @@ def load_lora(model: nn.Module, path) -> nn.Module:
         unsupported["bias"] = config["bias"]
     if unsupported:
         raise ValueError(f"this adapter uses PEFT options llmtap does not implement: {unsupported}")
-    try:
-        tensors = load_file(str(weights_file))
-    except SafetensorError as e:
-        raise ValueError(f"{weights_file} is not a readable safetensors file: {e}") from e
-    if not lora_layers(model):
-        add_lora(model, config["target_modules"], config["r"], config["lora_alpha"], config.get("lora_dropout", 0.0))
-    expected = {PEFT_PREFIX + k: v for k, v in lora_state_dict(model).items()}
-    alt = {k.replace(".default.", "."): k for k in tensors}       # tolerate keys with the adapter name
-    tensors = {k_short: tensors[k] for k_short, k in alt.items()}
-    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise ValueError(f"the adapter in {path} does not fit this model: missing keys {missing[:4]}"
-                         f"{' ...' if len(missing) > 4 else ''}, unexpected keys {unexpected[:4]}"
-                         f"{' ...' if len(unexpected) > 4 else ''}")
-    wrong = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
-             if tensors[k].shape != v.shape]
-    if wrong:
-        raise ValueError(f"the adapter in {path} has tensors of the wrong shape: {wrong[:4]}")
-    with torch.no_grad():
-        for name, layer in lora_layers(model).items():
-            if layer.merged:
-                raise ValueError(f"{name!r} is merged; unmerge_lora(model) before loading another adapter")
-            for ab in ("lora_A", "lora_B"):
-                getattr(layer, ab).copy_(tensors[f"{PEFT_PREFIX}{name}.{ab}.weight"])
-            layer.alpha = config["lora_alpha"]
-            layer.scaling = layer.alpha / layer.r
-    return model
+    return config

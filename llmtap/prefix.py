@@ -16,8 +16,8 @@ soft prompt (软提示), put in front of the input embeddings only, at the first
 
 Both take up positions of the context window: with a prefix of P entries the input can be at
 most block_size - P tokens long (``usable_length``), and a longer input is an error. Both work
-with the course ``GPT`` (the model checks for ``prefix_tuning`` / ``prompt_tuning`` modules in
-its forward pass); Hugging Face models get adapters or LoRA instead.
+with the course ``GPT``, whose ``prefix_tuning`` and ``prompt_tuning`` slots they fill (the
+model reads them in its forward pass); Hugging Face models get adapters or LoRA instead.
 """
 from __future__ import annotations
 
@@ -26,9 +26,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
 
-from .lora import mark_only_trainable
+from .checkpoints import copy_strict, read_checkpoint
 from .model import GPT, KVCache
+from .train import mark_only_trainable
+from .validate import one_of, positive_int
 
 PREFIX_FORMAT = "llmtap-prefix"
 INITS = ("random", "vocab", "text")
@@ -109,16 +112,14 @@ def _require_course_gpt(model, what: str) -> None:
 
 
 def _check_length(n, what: str, block_size: int, taken: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"{what} must be a positive int, got {n!r}")
+    positive_int(n, what)
     if n + taken >= block_size:
         raise ValueError(f"{what} = {n} leaves no room for input: the context window holds {block_size} positions "
                          f"and {taken + n} would be taken by prefix/soft prompt. Use {what} < {block_size - taken}")
 
 
 def _check_init(init, init_text, tokenizer) -> None:
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    one_of(init, "init", INITS)
     if init == "text" and (not isinstance(init_text, str) or not init_text):
         raise ValueError("init='text' needs init_text, a non-empty string (e.g. the task's instruction)")
     if init in ("vocab", "text") and tokenizer is None:
@@ -178,14 +179,13 @@ def add_prefix_tuning(model: GPT, n_prefix: int = 10, reparam_hidden: int | None
     characters) or "text" (for ``init_text``, tiled or cut to n_prefix). ``reparam_hidden``: train
     through an MLP of that hidden width (random init only); ``fold_prefix`` removes it afterwards."""
     _require_course_gpt(model, "prefix tuning")
-    if getattr(model, "prefix_tuning", None) is not None:
+    if model.prefix_tuning is not None:
         raise ValueError("the model has a prefix already; call add_prefix_tuning once per model")
-    soft = getattr(model, "prompt_tuning", None)
+    soft = model.prompt_tuning
     _check_length(n_prefix, "n_prefix", model.config.block_size, 0 if soft is None else soft.n_tokens)
     _check_init(init, init_text, tokenizer)
     if reparam_hidden is not None:
-        if isinstance(reparam_hidden, bool) or not isinstance(reparam_hidden, int) or reparam_hidden <= 0:
-            raise ValueError(f"reparam_hidden must be a positive int or None, got {reparam_hidden!r}")
+        positive_int(reparam_hidden, "reparam_hidden", "or None to train the prefix directly")
         if init != "random":
             raise ValueError(f"init={init!r} sets the prefix itself; with reparam_hidden the prefix is MLP(P') "
                              f"and only init='random' applies")
@@ -203,7 +203,7 @@ def add_prefix_tuning(model: GPT, n_prefix: int = 10, reparam_hidden: int | None
 
 def fold_prefix(model: GPT) -> GPT:
     """Replace the reparametrisation MLP by the plain prefix it computes (nothing to do without one)."""
-    if getattr(model, "prefix_tuning", None) is None:
+    if model.prefix_tuning is None:
         raise ValueError("the model has no prefix; call add_prefix_tuning first")
     model.prefix_tuning.fold()
     return mark_only_trainable(model, _is_peft_param)
@@ -216,14 +216,14 @@ def add_prompt_tuning(model: GPT, n_tokens: int | None = 10, init: str = "random
     ``init``: "random" (Gaussian with the embedding table's std), "vocab" (embeddings of random
     characters) or "text" (the embeddings of ``init_text``; n_tokens=None takes its length)."""
     _require_course_gpt(model, "prompt tuning")
-    if getattr(model, "prompt_tuning", None) is not None:
+    if model.prompt_tuning is not None:
         raise ValueError("the model has a soft prompt already; call add_prompt_tuning once per model")
     _check_init(init, init_text, tokenizer)
     if n_tokens is None:
         if init != "text":
             raise ValueError("n_tokens=None (the length of init_text) needs init='text'")
         n_tokens = len(text_token_ids(tokenizer, init_text))
-    prefix = getattr(model, "prefix_tuning", None)
+    prefix = model.prefix_tuning
     _check_length(n_tokens, "n_tokens", model.config.block_size, 0 if prefix is None else prefix.n_prefix)
     w = model.wte.weight
     if init == "random":
@@ -244,13 +244,12 @@ def usable_length(model: GPT) -> int:
 
 # ----------------------------------------------------------------------------- saving and loading
 def _modules(model) -> dict[str, nn.Module]:
-    return {n: m for n in ("prefix_tuning", "prompt_tuning") if (m := getattr(model, n, None)) is not None}
+    return {n: m for n in ("prefix_tuning", "prompt_tuning") if (m := getattr(model, n)) is not None}
 
 
 def save_prefix(model: GPT, path) -> Path:
     """Write the prefix and/or soft prompt (only them) to a safetensors file; a reparametrised
     prefix is folded first, so the file holds what inference uses."""
-    from safetensors.torch import save_file
     modules = _modules(model)
     if not modules:
         raise ValueError("the model has no prefix or soft prompt; call add_prefix_tuning or add_prompt_tuning first")
@@ -268,19 +267,17 @@ def save_prefix(model: GPT, path) -> Path:
 def load_prefix(model: GPT, path) -> GPT:
     """Load a file written by ``save_prefix`` into ``model`` (a fresh course GPT, or one with the same
     prefix/soft-prompt sizes). A missing, unexpected or wrongly shaped tensor is an error that names it."""
-    from .adapters import _copy_strict
-    from .train import read_checkpoint
     _require_course_gpt(model, "load_prefix")
     tensors, meta = read_checkpoint(path)
     if meta.get("format") != PREFIX_FORMAT:
         raise ValueError(f"{path} is a safetensors file but not an llmtap prefix (format {meta.get('format')!r})")
     config = json.loads(meta["config"])
-    if config["n_prefix"] and getattr(model, "prefix_tuning", None) is None:
+    if config["n_prefix"] and model.prefix_tuning is None:
         add_prefix_tuning(model, config["n_prefix"])
-    if config["n_tokens"] and getattr(model, "prompt_tuning", None) is None:
+    if config["n_tokens"] and model.prompt_tuning is None:
         add_prompt_tuning(model, config["n_tokens"])
     if "prefix_tuning" in _modules(model):
         fold_prefix(model)
     expected = {f"{n}.{k}": v for n, m in _modules(model).items() for k, v in m.state_dict().items()}
-    _copy_strict(expected, tensors, str(path))
+    copy_strict(expected, tensors, str(path))
     return model

@@ -10,10 +10,12 @@ English text ``rouge_l`` gives exactly its ROUGE-L F-measure. ``rouge-score`` de
 character, Chinese included: two Chinese instructions have no tokens at all and score 0, so a
 Chinese pool is never deduplicated. Here every CJK character is one token of its own.
 
-``rouge_l_many`` scores one query against a whole pool at once with the bit-parallel LCS of
-Allison and Dix (one machine word holds a row of the dynamic-programming table; numpy runs the
-same word operations for every pool entry together). ``RougeIndex`` keeps a growing pool
-tokenised, for the incremental Self-Instruct filter.
+``lcs_length`` is the textbook dynamic programme, the reference. The scores use the bit-parallel
+LCS of Allison and Dix instead (a whole column of that table as the bits of one integer):
+``lcs_length_bitparallel`` for two texts, and ``rouge_l_many`` for one query against a whole pool
+at once (numpy runs the same word operations for every pool entry together). ``RougeIndex`` keeps
+a growing pool tokenised, and ``rouge_filter`` is the incremental diversity filter of
+Self-Instruct (``llmtap.self_instruct``) built on it.
 """
 from __future__ import annotations
 
@@ -35,10 +37,30 @@ def tokenize(text: str) -> list[str]:
 
 
 def lcs_length(a: list, b: list) -> int:
-    """Length of the longest common subsequence of two token lists (bit-parallel, one pass over b).
+    """Length of the longest common subsequence of two token lists, by dynamic programming.
 
-    Bit i of V is 0 where row i of the DP table steps up. For each token of b, with M the bits of
-    the positions in a that hold that token: U = V & M, V = (V + U) | (V & ~M). LCS = zeros of V."""
+    L[i][j] is the LCS length of the first i tokens of a and the first j tokens of b:
+
+        L[i][j] = L[i-1][j-1] + 1                 if a[i-1] == b[j-1]  (the pair extends the LCS)
+                  max(L[i-1][j], L[i][j-1])       otherwise            (drop a token of a or of b)
+
+    with L[0][j] = L[i][0] = 0. The answer is L[len(a)][len(b)]; time and memory O(len(a) len(b))."""
+    L = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            if a[i - 1] == b[j - 1]:
+                L[i][j] = L[i - 1][j - 1] + 1
+            else:
+                L[i][j] = max(L[i - 1][j], L[i][j - 1])
+    return L[len(a)][len(b)]
+
+
+def lcs_length_bitparallel(a: list, b: list) -> int:
+    """``lcs_length(a, b)`` with one integer as a whole column of the table, one step per token of b.
+
+    Column j of L steps up by 0 or 1 from row i-1 to row i; bit i-1 of V is 0 where it steps up.
+    For each token of b, with M the bits of the positions in a that hold that token:
+    U = V & M, V = (V + U) | (V & ~M) (Allison and Dix, 1986). The LCS is the number of zeros of V."""
     if not a or not b:
         return 0
     masks = {}
@@ -64,7 +86,7 @@ def f_measure(lcs: int, len_a: int, len_b: int) -> float:
 def rouge_l(a: str, b: str) -> float:
     """ROUGE-L F-measure of two texts (symmetric), CJK characters counted one token each."""
     ta, tb = tokenize(a), tokenize(b)
-    return f_measure(lcs_length(ta, tb), len(ta), len(tb))
+    return f_measure(lcs_length_bitparallel(ta, tb), len(ta), len(tb))
 
 
 # ----------------------------------------------------------------------------- a whole pool at once
@@ -169,12 +191,41 @@ def rouge_l_many(query: str, pool) -> list[float]:
     """ROUGE-L F of ``query`` against every text of ``pool`` (a list of str or a ``RougeIndex``)."""
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, got {type(query).__name__}")
-    if isinstance(pool, str):
-        raise TypeError("pool must be a list of texts (or a RougeIndex), not one str; wrap it as [text]")
     if not isinstance(pool, RougeIndex):
-        pool = list(pool)
-        bad = [i for i, t in enumerate(pool) if not isinstance(t, str)]
-        if bad:
-            raise TypeError(f"pool entries must be str; entry {bad[0]} is {type(pool[bad[0]]).__name__}")
-        pool = RougeIndex(pool)
+        pool = RougeIndex(_text_list(pool, "pool"))
     return pool.scores(query).tolist()
+
+
+def _text_list(texts, name: str) -> list[str]:
+    """``texts`` as a list, or a TypeError when it is one str or holds something else."""
+    if isinstance(texts, str):
+        raise TypeError(f"{name} must be a list of texts, not one str; wrap it as [text]")
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"{name} entries must be str; entry {bad[0]} is {type(texts[bad[0]]).__name__}")
+    return texts
+
+
+# ----------------------------------------------------------------------------- the diversity filter
+def rouge_filter_scores(candidates, pool=(), threshold: float = 0.7) -> list[float]:
+    """The incremental diversity filter of Self-Instruct: each candidate's highest ROUGE-L with the
+    pool and with the candidates kept before it. A candidate is kept when that score is
+    < threshold, and then joins the pool for the candidates after it."""
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    index, best = RougeIndex(_text_list(pool, "pool")), []
+    for text in _text_list(candidates, "candidates"):
+        best.append(float(index.scores(text).max()) if len(index) else 0.0)
+        if best[-1] < threshold:
+            index.add(text)
+    return best
+
+
+def rouge_filter(candidates, pool=(), threshold: float = 0.7) -> tuple[list[str], list[tuple[str, float]]]:
+    """The diversity filter's decisions (``rouge_filter_scores``): (kept, [(rejected, its highest ROUGE-L)])."""
+    candidates = _text_list(candidates, "candidates")
+    best = rouge_filter_scores(candidates, pool, threshold)
+    kept = [text for text, score in zip(candidates, best) if score < threshold]
+    rejected = [(text, score) for text, score in zip(candidates, best) if score >= threshold]
+    return kept, rejected

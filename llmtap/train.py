@@ -1,4 +1,5 @@
-"""A training loop a student can read, and safetensors checkpoints.
+"""A training loop a student can read, and what fine-tuning sets up around it: which
+parameters train, and how many there are.
 
 One step: forward -> loss -> backward -> clip the gradient norm -> AdamW step with a
 learning rate that warms up linearly, then follows a cosine down to ``min_lr``.
@@ -8,19 +9,17 @@ waits for the GPU.
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
 
-from .model import GPT, GPTConfig
 from .tokenizer import Tokenizer
+from .validate import positive_int
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -83,6 +82,28 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
 
 
+# ----------------------------------------------------------------------------- what trains
+def mark_only_trainable(model: torch.nn.Module, is_trainable: Callable[[str], bool]) -> torch.nn.Module:
+    """Freeze every parameter of ``model`` except those whose name ``is_trainable(name)`` accepts.
+    Shared by LoRA, adapters and prefix/prompt tuning: each names its own parameters."""
+    for name, p in model.named_parameters():
+        p.requires_grad = bool(is_trainable(name))
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; tied weights count once."""
+    seen, trainable, total = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+# ----------------------------------------------------------------------------- batches for fine-tuning
 def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int = 0, eos: bool = False) -> Iterator:
     """Endless (x, y) batches from (prompt, completion) text pairs, for fine-tuning.
 
@@ -93,8 +114,7 @@ def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int =
     pairs = list(pairs)
     if not pairs:
         raise ValueError("pairs is empty; give (prompt, completion) text pairs")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    positive_int(batch_size, "batch_size")
     for i, pair in enumerate(pairs):
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
             raise ValueError(f"pair {i} is {pair!r}; each pair must be (prompt, completion), two strings")
@@ -128,6 +148,7 @@ def collate_completions(rows, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+# ----------------------------------------------------------------------------- the loop
 def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
     """Bytes the optimizer keeps besides the weights. AdamW stores two moments (and a step count)
     per trainable parameter: the memory that parameter-efficient fine-tuning saves."""
@@ -145,6 +166,8 @@ def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: 
     x and targets y; the model must return (logits, loss) for ``model(x, y)``.
     ``on_log(step, loss)`` is called every ``log_every`` steps (a live plot hooks in here).
     """
+    # imported here, not at the top: checkpoints imports the model, and the model imports this module
+    from .checkpoints import save_checkpoint
     device = pick_device() if device is None else torch.device(device)
     model.to(device).train()
     next_batch = batches if callable(batches) else (lambda it=iter(batches): next(it))
@@ -163,17 +186,10 @@ def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: 
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             _, loss = model(x, y)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
+        _optimizer_step(model, opt, scaler, loss, cfg.grad_clip)
         running += loss.detach()
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            n = (step % cfg.log_every) + 1
-            mean_loss = (running / n).item()            # the one host sync per log interval
+            mean_loss = (running / ((step % cfg.log_every) + 1)).item()     # the one host sync per log interval
             running.zero_()
             history["step"].append(step + 1)
             history["loss"].append(mean_loss)
@@ -195,59 +211,15 @@ def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: 
     return history
 
 
-# ----------------------------------------------------------------------------- checkpoints
-def save_checkpoint(model: GPT, path, tokenizer: Tokenizer | None = None, extra: dict | None = None) -> None:
-    """Write the model as safetensors; its config (and tokenizer) go in the file's metadata."""
-    from safetensors.torch import save_file
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
-             if k != "lm_head.weight"}                 # tied to wte.weight: stored once
-    meta = {"format": "llmtap-gpt", "config": json.dumps(model.config.to_dict())}
-    if tokenizer is not None:
-        meta["tokenizer"] = "".join(tokenizer.chars)
-    if extra:
-        meta["extra"] = json.dumps(extra, ensure_ascii=False)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=meta)
-
-
-def read_checkpoint(path) -> tuple[dict, dict]:
-    """(tensors, metadata) of a safetensors file, with a clear error for anything else."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        from safetensors import safe_open
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a safetensors file ({e}). llmtap reads and writes only "
-                         f"safetensors; it never unpickles .pt/.bin files.") from None
-    return tensors, meta
-
-
-def load_checkpoint(path, device=None) -> tuple[GPT, Tokenizer | None]:
-    """Rebuild the model (and tokenizer, when stored) from a file written by ``save_checkpoint``."""
-    tensors, meta = read_checkpoint(path)
-    if meta.get("format") != "llmtap-gpt" or "config" not in meta:
-        raise ValueError(f"{path} is a safetensors file but not an llmtap model checkpoint "
-                         f"(metadata has no llmtap-gpt config)")
-    model = GPT(GPTConfig(**json.loads(meta["config"])))
-    load_weights(model, tensors, source=str(path))
-    tokenizer = Tokenizer(meta["tokenizer"]) if "tokenizer" in meta else None
-    return model.to(device or "cpu").eval(), tokenizer
-
-
-def load_weights(model: GPT, tensors: dict, source: str = "checkpoint") -> None:
-    """Copy ``tensors`` into ``model``, refusing missing, unexpected or mis-shaped keys."""
-    expected = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    shapes = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        raise ValueError(f"{source} does not fit this model: missing {missing[:8]}, "
-                         f"unexpected {unexpected[:8]}, shape mismatches {shapes[:8]}")
-    model.load_state_dict(tensors, strict=False)
+def _optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                    loss: torch.Tensor, grad_clip: float) -> None:
+    """backward -> clip the gradient norm -> AdamW step -> clear the gradients. With fp16 the
+    scaler multiplies the loss so that small gradients do not underflow; it divides them back
+    before the clip, so the clip sees the true norm."""
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    opt.zero_grad(set_to_none=True)

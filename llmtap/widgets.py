@@ -1,16 +1,28 @@
-"""Interactive helpers for the notebooks: a live loss plot and small ipywidgets explorers."""
+"""Interactive helpers for the notebooks: a live loss plot and small ipywidgets explorers.
+
+Each explorer is built by ``live_view``: controls above an output area that is drawn again
+whenever a control moves. Chinese labels go through ``llmtap.plots.plot_text``.
+"""
 from __future__ import annotations
 
+import math
+
+import ipywidgets as w
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from IPython.display import display
+
+from .plots import has_cjk, plot_text
+from .positions import alibi_bias, alibi_slopes, rope_inv_freq
+from .prompting import PromptClassifier, Verbalizer
+from .rouge import rouge_filter_scores
 
 
 class LiveLossPlot:
     """A loss curve that redraws in place while training runs: pass ``plot.update`` as ``on_log``."""
 
     def __init__(self, title: str = "training loss", ylabel: str = "cross-entropy (nats/token)"):
-        from IPython.display import display
         self.steps, self.losses = [], []
         self.fig, self.ax = plt.subplots(figsize=(6, 3.2))
         self.title, self.ylabel = title, ylabel
@@ -38,8 +50,6 @@ def live_view(rows, draw):
 
     ``rows`` lists the controls top to bottom; a list inside it is one row (an HBox). Returns the
     displayed VBox, whose children are those rows and then the output area."""
-    import ipywidgets as w
-    from IPython.display import display
     out = w.Output()
 
     def redraw(*_):
@@ -70,7 +80,6 @@ def next_token_probs(model, tokenizer, text: str, temperature: float = 1.0, top:
 
 def next_token_explorer(model, tokenizer, text: str = "昨天我在公园里丢了钱包。我感到"):
     """Type a prompt, move the temperature: the bar chart shows the next-token distribution."""
-    import ipywidgets as w
     box = w.Text(value=text, description="prompt", layout=w.Layout(width="95%"))
     temp = w.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.1, description="temperature")
 
@@ -78,9 +87,8 @@ def next_token_explorer(model, tokenizer, text: str = "昨天我在公园里丢�
         pieces, probs = next_token_probs(model, tokenizer, box.value, temp.value)
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.bar(range(len(pieces)), probs, color="tab:orange")
-        has_cjk = any(ord(c) >= 0x2E80 for p in pieces for c in p)   # U+XXXX labels need room
         ax.set_xticks(range(len(pieces)), [plot_text(repr(p)[1:-1]) for p in pieces],
-                      rotation=45 if has_cjk else 0)
+                      rotation=45 if has_cjk("".join(pieces)) else 0)        # U+XXXX labels need room
         ax.set(ylim=(0, 1), ylabel="probability", title=f"next token, T = {temp.value:.1f}")
         plt.show()
 
@@ -92,9 +100,6 @@ def prompt_classifier_demo(lm, templates: dict, verbalizers: dict, text: str = "
 
     ``templates`` and ``verbalizers`` map a display name to a template string and to a
     verbalizer (a dict label -> answers, or a ``Verbalizer``)."""
-    import ipywidgets as w
-
-    from .prompting import PromptClassifier, Verbalizer
     if not templates or not verbalizers:
         raise ValueError("give at least one template and one verbalizer, each as a dict name -> value")
     verbalizers = {k: v if isinstance(v, Verbalizer) else Verbalizer(v) for k, v in verbalizers.items()}
@@ -130,7 +135,6 @@ def lora_explorer(grid: dict, full_spectrum=None):
     ``grid`` maps (r, alpha) to a dict with "params" (trainable parameters), "accuracy" and
     "spectrum" (singular values of ΔW of one layer); ``full_spectrum`` (optional) is the same
     layer's update under full fine-tuning, drawn for comparison."""
-    import ipywidgets as w
     if not grid:
         raise ValueError("grid is empty: train LoRA for a few (r, alpha) pairs first")
     ranks = sorted({r for r, _ in grid})
@@ -158,15 +162,13 @@ def lora_explorer(grid: dict, full_spectrum=None):
     return live_view([[pick_r, pick_a]], draw)
 
 
-# ----------------------------------------------------------------------------- chapter 03
-# (chapter 03 widgets go here)
+# ----------------------------------------------------------------------------- chapter 03: PEFT methods compared
 def peft_explorer(results: dict):
     """Pick a method and its size: trainable parameters and inference latency, from measurements
     made beforehand.
 
     ``results`` maps a method name to {size: {"params": trainable parameters, "percent": % of the
     model, "latency": inference time relative to the base model}}."""
-    import ipywidgets as w
     if not results or not all(isinstance(v, dict) and v for v in results.values()):
         raise ValueError("results must map each method to a non-empty dict size -> measurements")
     for method, sizes in results.items():
@@ -201,12 +203,10 @@ def peft_explorer(results: dict):
     return live_view([[pick_m, pick_s]], draw)
 
 
-# ----------------------------------------------------------------------------- chapter 04
-# (chapter 04 widgets go here)
+# ----------------------------------------------------------------------------- chapter 04: positions
 def alibi_heatmaps(n_heads: int, length: int, max_panels: int = 8):
     """One heatmap per head of the ALiBi bias m_h * -(i - j) (query i down, key j across; the
     masked future left blank). Returns the figure. Heads beyond ``max_panels`` are skipped evenly."""
-    from .positions import alibi_bias, alibi_slopes
     if not isinstance(length, int) or length <= 0:
         raise ValueError(f"length must be a positive int, got {length!r}")
     slopes = alibi_slopes(n_heads)
@@ -232,7 +232,6 @@ def alibi_heatmaps(n_heads: int, length: int, max_panels: int = 8):
 
 def alibi_explorer(max_heads: int = 16, max_length: int = 64):
     """Sliders for the number of heads and the length: the ALiBi bias of each head as a heatmap."""
-    import ipywidgets as w
     if max_heads <= 0 or max_length <= 1:
         raise ValueError(f"need max_heads > 0 and max_length > 1, got {max_heads}, {max_length}")
     heads = w.IntSlider(value=min(8, max_heads), min=1, max=max_heads, description="heads")
@@ -251,8 +250,6 @@ def rope_angles_figure(position: int, trained_len: int, factor: float, rope_type
     circle. Right: for every pair i, the angle at ``position`` over the end of the trained range,
     m theta_i' / (L theta_i): at 1 or above the model never saw that angle (angles are capped at one
     full turn: pairs that turn all the way round within L have seen every angle)."""
-    import math
-    from .positions import rope_inv_freq
     if not 0 <= pair < head_dim // 2:
         raise ValueError(f"pair must be in 0 .. {head_dim // 2 - 1}, got {pair}")
     if position < 0 or trained_len <= 1:
@@ -289,7 +286,6 @@ def rope_angles_figure(position: int, trained_len: int, factor: float, rope_type
 def rope_explorer(trained_len: int = 64, head_dim: int = 32):
     """Sliders for the position, the pair, the factor and the scaling type: where RoPE's angles go
     beyond what training showed, and how interpolation, NTK and YaRN bring them back."""
-    import ipywidgets as w
     position = w.IntSlider(value=2 * trained_len, min=0, max=8 * trained_len, description="position")
     pair = w.IntSlider(value=head_dim // 2 - 1, min=0, max=head_dim // 2 - 1, description="pair i")
     factor = w.FloatSlider(value=4.0, min=1.0, max=8.0, step=0.5, description="factor s")
@@ -302,50 +298,18 @@ def rope_explorer(trained_len: int = 64, head_dim: int = 32):
     return live_view([[position, pair], [factor, kind]], draw)
 
 
-# ----------------------------------------------------------------------------- chapter 05
-# (chapter 05 widgets go here)
-def incremental_keep(pool_scores, candidate_scores, threshold: float) -> list[bool]:
-    """Which candidates the incremental ROUGE-L filter keeps at ``threshold``, from scores computed once.
-
-    ``pool_scores[i, j]``: ROUGE-L of candidate i with pool text j; ``candidate_scores[i, k]``: of
-    candidates i and k. Candidate i is kept when its scores with the pool and with every kept
-    candidate before it are all < threshold."""
-    import numpy as np
-    pool_scores, candidate_scores = np.asarray(pool_scores, dtype=float), np.asarray(candidate_scores, dtype=float)
-    n = candidate_scores.shape[0]
-    if candidate_scores.shape != (n, n) or (pool_scores.size and pool_scores.shape[0] != n):
-        raise ValueError(f"expected pool_scores (n, pool) and candidate_scores (n, n) for n candidates, got "
-                         f"{pool_scores.shape} and {candidate_scores.shape}")
-    best_pool = pool_scores.max(axis=1) if pool_scores.size else np.zeros(n)
-    kept = []
-    for i in range(n):
-        earlier = [k for k in range(i) if kept[k]]
-        best = max([best_pool[i]] + [candidate_scores[i, k] for k in earlier])
-        kept.append(bool(best < threshold))
-    return kept
-
-
+# ----------------------------------------------------------------------------- chapter 05: instruction data
 def rouge_threshold_explorer(candidates: list[str], pool: list[str], threshold: float = 0.7):
     """Move the ROUGE-L threshold: which candidate instructions the incremental filter keeps
-    (against ``pool`` and the candidates kept before them), with a histogram of each candidate's
-    highest similarity."""
-    import ipywidgets as w
-    import numpy as np
-
-    from .rouge import RougeIndex
+    (``llmtap.rouge.rouge_filter``: against ``pool`` and the candidates kept before them), with a
+    histogram of each candidate's highest similarity. The filter runs again at every move."""
     if not candidates:
         raise ValueError("give at least one candidate instruction")
-    cand_index = RougeIndex(candidates)
-    pool_index = RougeIndex(pool)
-    pool_scores = np.stack([pool_index.scores(c) for c in candidates]) if pool else np.zeros((len(candidates), 0))
-    cand_scores = np.stack([cand_index.scores(c) for c in candidates])
-    np.fill_diagonal(cand_scores, 0.0)
     slider = w.FloatSlider(value=threshold, min=0.1, max=1.0, step=0.05, description="threshold")
 
     def draw():
-        kept = incremental_keep(pool_scores, cand_scores, slider.value)
-        best = [max([pool_scores[i].max() if pool else 0.0] +
-                    [cand_scores[i, k] for k in range(i) if kept[k]]) for i in range(len(candidates))]
+        best = rouge_filter_scores(candidates, pool, slider.value)
+        kept = [b < slider.value for b in best]
         fig, ax = plt.subplots(figsize=(6, 2.6))
         ax.hist([b for b, k in zip(best, kept) if k], bins=20, range=(0, 1), color="tab:green", label="kept")
         ax.hist([b for b, k in zip(best, kept) if not k], bins=20, range=(0, 1), color="tab:red", label="rejected")
@@ -359,37 +323,3 @@ def rouge_threshold_explorer(candidates: list[str], pool: list[str], threshold: 
             print(f"{'kept    ' if k else 'rejected'}  {b:.2f}  {text}")
 
     return live_view([slider], draw)
-
-
-# ----------------------------------------------------------------------------- Chinese text in plots
-CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "SimHei",
-             "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")
-
-
-def use_cjk_font() -> str | None:
-    """Switch matplotlib to the first installed font that has Chinese glyphs; None if there is none.
-
-    Nothing is downloaded: without such a font, ``plot_text`` spells Chinese characters as
-    code points so that plots stay readable instead of showing empty boxes.
-    """
-    from matplotlib import font_manager, rcParams
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    for name in CJK_FONTS:
-        if name in installed:
-            rcParams["font.sans-serif"] = [name] + list(rcParams["font.sans-serif"])
-            rcParams["axes.unicode_minus"] = False
-            return name
-    return None
-
-
-_HAS_CJK_FONT = None
-
-
-def plot_text(text: str) -> str:
-    """``text`` as it can be drawn: unchanged with a Chinese font, else CJK characters as U+XXXX."""
-    global _HAS_CJK_FONT
-    if _HAS_CJK_FONT is None:
-        _HAS_CJK_FONT = use_cjk_font() is not None
-    if _HAS_CJK_FONT:
-        return text
-    return "".join(c if ord(c) < 0x2E80 else f"U+{ord(c):04X}" for c in text)

@@ -1,9 +1,17 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from llmtap import course
-from llmtap.course import BEGIN, END, STUB, drift, make_chapters, strip_solutions, student_notebook
+from llmtap.course import BEGIN, END, STUB, course_root, drift, make_chapters, strip_solutions, student_notebook
+
+CHECKOUT = Path(course.__file__).resolve().parent.parent
 
 
 def test_strip_replaces_block_with_stub():
@@ -124,24 +132,73 @@ def test_chapters_in_sync_with_solutions():
 
 
 def test_check_command_exit_code(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(course, "drift", lambda: ["chapters/x.ipynb differs"])
+    monkeypatch.setattr(course, "drift", lambda *folders: ["chapters/x.ipynb differs"])
     with pytest.raises(SystemExit) as info:
         course.main(["check"])
     assert info.value.code == 1
     assert "differs" in capsys.readouterr().out
-    monkeypatch.setattr(course, "drift", lambda: [])
+    monkeypatch.setattr(course, "drift", lambda *folders: [])
     with pytest.raises(SystemExit) as info:
         course.main(["check"])
     assert info.value.code == 0
 
 
 def test_every_solution_notebook_has_three_checked_exercises():
-    import nbformat
-    from llmtap.course import BEGIN, ROOT
-    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+    for path in sorted((course_root() / "solutions").glob("*.ipynb")):
         cells = nbformat.read(str(path), as_version=4).cells
         code = [c.source for c in cells if c.cell_type == "code"]
         exercises = [i for i, src in enumerate(code) if BEGIN in src]
         assert len(exercises) >= 3, f"{path.name} has {len(exercises)} exercises, the course asks for 3"
         for i in exercises:   # a checker cell follows every exercise
             assert i + 1 < len(code) and "check_" in code[i + 1], f"{path.name}: exercise cell {i} has no checker cell after it"
+
+
+# ----------------------------------------------------------------------------- finding the course checkout
+def _fake_checkout(folder: Path) -> Path:
+    (folder / "solutions").mkdir(parents=True)
+    (folder / "chapters").mkdir()
+    return folder
+
+
+def test_course_root_is_the_checkout_around_the_package(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                           # no checkout here: found from the package
+    assert course_root() == CHECKOUT
+    assert (CHECKOUT / "llmtap" / "course.py").is_file()
+    other = _fake_checkout(tmp_path / "elsewhere")
+    assert course_root(other) == other                    # an explicit root wins
+    with pytest.raises(FileNotFoundError, match="checkout of the course repository"):
+        course_root(tmp_path)
+
+
+def _installed_copy(tmp_path: Path) -> Path:
+    """A site-packages folder with llmtap/course.py in it, as pip installs it: no solutions/ around it.
+    (An empty __init__.py: the rest of the package plays no part in finding the checkout.)"""
+    package = tmp_path / "site-packages" / "llmtap"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    shutil.copy(CHECKOUT / "llmtap" / "course.py", package / "course.py")
+    return package.parent
+
+
+def _run_installed(site: Path, cwd: Path, *args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(site))
+    return subprocess.run([sys.executable, "-m", "llmtap.course", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_installed_package_uses_the_current_directory_or_root(tmp_path):
+    site = _installed_copy(tmp_path)
+    nowhere = tmp_path / "nowhere"
+    nowhere.mkdir()
+    done = _run_installed(site, nowhere, "check")
+    assert done.returncode == 2
+    assert "need a checkout of the course repository" in done.stderr
+    assert str(site) in done.stderr and str(nowhere) in done.stderr        # says where it looked
+    assert "--root" in done.stderr
+    checkout = _fake_checkout(tmp_path / "course")
+    nbformat.write(new_notebook(cells=[new_code_cell("1 + 1")]), str(checkout / "solutions" / "01_a.ipynb"))
+    done = _run_installed(site, checkout, "check")                     # from the checkout: its notebooks
+    assert done.returncode == 1 and "chapters/01_a.ipynb is missing" in done.stdout
+    done = _run_installed(site, nowhere, "--root", str(checkout), "chapters")
+    assert done.returncode == 0 and (checkout / "chapters" / "01_a.ipynb").is_file()
+    assert _run_installed(site, nowhere, "--root", str(checkout), "check").returncode == 0

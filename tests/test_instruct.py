@@ -1,15 +1,10 @@
+"""Instruction records and the formats they ship in: reading, writing ShareGPT, malformed files."""
 import json
 
 import pytest
-import torch
 
-from llmtap.instruct import (FormatError, Record, encode_sft, format_prompt, generate_responses, read_alpaca,
-                             read_dolly, read_jsonl, read_oasst, read_sharegpt, sft, sft_collate, sft_pairs,
-                             write_alpaca, write_dolly, write_jsonl, write_oasst, write_sharegpt)
-from llmtap.model import GPT, GPTConfig
-from llmtap.prompting import CausalLM
-from llmtap.tokenizer import Tokenizer
-from llmtap.train import TrainConfig, completion_batches
+from llmtap.instruct import (FormatError, Record, check_records, read_alpaca, read_dolly, read_jsonl, read_oasst,
+                             read_sharegpt, write_alpaca, write_dolly, write_jsonl, write_oasst, write_sharegpt)
 
 RECORDS = [Record("把这个词翻译成英文。", "苹果", "apple", meta={"category": "translate"}),
            Record("Name 2 fruits.", "", "apple, pear"),
@@ -19,6 +14,28 @@ RECORDS = [Record("把这个词翻译成英文。", "苹果", "apple", meta={"ca
 def write_text(path, text):
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_json(path, items, lines: bool):
+    """Examples as a JSON list, or as JSON lines."""
+    text = "".join(json.dumps(it, ensure_ascii=False) + "\n" for it in items) if lines else json.dumps(items)
+    return write_text(path, text)
+
+
+def dolly_row(r: Record) -> dict:
+    return {"instruction": r.instruction, "context": r.input, "response": r.output, "category": r.meta.get("category", "")}
+
+
+def oasst_rows(records) -> list[dict]:
+    """One message tree per record: its history, then its own turn (the input after a blank line)."""
+    rows = []
+    for i, r in enumerate(records):
+        user = r.instruction + (f"\n\n{r.input}" if r.input else "")
+        texts = [t for turn in r.history + ((user, r.output),) for t in turn]
+        for k, text in enumerate(texts):
+            rows.append({"message_id": f"{i}-{k}", "parent_id": f"{i}-{k - 1}" if k else None,
+                         "role": "assistant" if k % 2 else "prompter", "text": text, "lang": ""})
+    return rows
 
 
 # ----------------------------------------------------------------------------- the record
@@ -32,11 +49,11 @@ def test_record_validation(args, error):
         Record("a", "", "b", history=[("only one",)])
 
 
-# ----------------------------------------------------------------------------- round trips
-@pytest.mark.parametrize("write, read", [(write_alpaca, read_alpaca), (write_jsonl, read_jsonl),
-                                         (write_dolly, read_dolly)])
-def test_round_trip_keeps_every_field(tmp_path, write, read):
-    back = read(write(RECORDS, tmp_path / "data.json"))
+# ----------------------------------------------------------------------------- reading every field
+@pytest.mark.parametrize("read, lines, row", [(read_alpaca, False, Record.to_dict), (read_jsonl, True, Record.to_dict),
+                                              (read_dolly, True, dolly_row)])
+def test_readers_keep_every_field(tmp_path, read, lines, row):
+    back = read(write_json(tmp_path / "data.json", [row(r) for r in RECORDS], lines))
     assert back == RECORDS and back.skipped == []
     if read is read_dolly:
         assert back[0].meta["category"] == "translate"
@@ -44,15 +61,17 @@ def test_round_trip_keeps_every_field(tmp_path, write, read):
 
 def test_alpaca_keeps_history(tmp_path):
     r = [Record("And a third?", "", "lemon", history=[("Name 2 fruits.", "apple, pear")])]
-    assert read_alpaca(write_alpaca(r, tmp_path / "a.json")) == r
-    with pytest.raises(ValueError, match="ShareGPT or OASST"):
-        write_dolly(r, tmp_path / "d.jsonl")
+    assert r[0].to_dict()["history"] == [["Name 2 fruits.", "apple, pear"]]
+    assert read_alpaca(write_json(tmp_path / "a.json", [x.to_dict() for x in r], lines=False)) == r
 
 
-@pytest.mark.parametrize("write, read", [(write_sharegpt, read_sharegpt), (write_oasst, read_oasst)])
-def test_conversation_formats_one_record_per_assistant_turn(tmp_path, write, read):
+@pytest.mark.parametrize("fmt", ["sharegpt", "oasst"])
+def test_conversation_formats_one_record_per_assistant_turn(tmp_path, fmt):
     chat = Record("And a third?", "", "lemon", history=[("Name 2 fruits.", "apple, pear")])
-    back = read(write(RECORDS + [chat], tmp_path / "chat.json"))
+    if fmt == "sharegpt":
+        back = read_sharegpt(write_sharegpt(RECORDS + [chat], tmp_path / "chat.json"))
+    else:
+        back = read_oasst(write_json(tmp_path / "chat.jsonl", oasst_rows(RECORDS + [chat]), lines=True))
     # chat formats have no input field: the input follows the instruction after a blank line
     assert back[0] == Record("把这个词翻译成英文。\n\n苹果", "", "apple")
     assert back[1] == RECORDS[1]
@@ -149,88 +168,36 @@ def test_reader_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="on_error"):
         read_jsonl(write_text(tmp_path / "x.jsonl", GOOD), on_error="ignore")
     with pytest.raises(TypeError, match="Record"):
-        write_jsonl([{"instruction": "a"}], tmp_path / "y.jsonl")
+        write_sharegpt([{"instruction": "a"}], tmp_path / "y.json")
+    with pytest.raises(TypeError, match="record 1 is a dict"):
+        check_records([RECORDS[0], {"instruction": "a"}])
+    assert check_records(iter(RECORDS)) == RECORDS
 
 
-# ----------------------------------------------------------------------------- SFT
-TOKENIZER = Tokenizer.from_text("把这个词翻译成英文。苹果")
+# ----------------------------------------------------------------------------- writers: what is written reads back
+@pytest.mark.parametrize("write, read", [(write_alpaca, read_alpaca), (write_jsonl, read_jsonl),
+                                         (write_dolly, read_dolly)])
+def test_round_trip_keeps_every_field(tmp_path, write, read):
+    back = read(write(RECORDS, tmp_path / "data.json"))
+    assert back == RECORDS and back.skipped == []
+    if read is read_dolly:
+        assert back[0].meta["category"] == "translate"
 
 
-def test_format_prompt():
-    assert format_prompt(RECORDS[2]) == "Instruction: Write this word backwards.\nInput: cat\nResponse: "
-    assert format_prompt(RECORDS[1]) == "Instruction: Name 2 fruits.\nResponse: "
-    chat = Record("More?", "", "x", history=[("Q", "A")])
-    assert format_prompt(chat) == "Instruction: Q\nResponse: A\nInstruction: More?\nResponse: "
-    with pytest.raises(TypeError):
-        format_prompt({"instruction": "a"})
+def test_alpaca_writer_keeps_history(tmp_path):
+    r = [Record("And a third?", "", "lemon", history=[("Name 2 fruits.", "apple, pear")])]
+    assert read_alpaca(write_alpaca(r, tmp_path / "a.json")) == r
+    with pytest.raises(ValueError, match="ShareGPT or OASST"):
+        write_dolly(r, tmp_path / "d.jsonl")
 
 
-def test_labels_are_masked_to_the_response():
-    examples = encode_sft(RECORDS, TOKENIZER)
-    x, y = sft_collate(examples, TOKENIZER.pad_id)
-    assert x.shape == y.shape == (3, max(len(p) + len(c) for p, c in examples) - 1)
-    for i, (p, c) in enumerate(examples):
-        assert c[-1] == TOKENIZER.eos_id                                  # learns to stop
-        assert (y[i, :len(p) - 1] == -100).all()                          # prompt: no loss
-        assert y[i, len(p) - 1:len(p) + len(c) - 1].tolist() == c        # response (and <eos>): the labels
-        assert (y[i, len(p) + len(c) - 1:] == -100).all()                 # padding: no loss
-        assert x[i, :len(p) + len(c) - 1].tolist() == (p + c)[:-1]
-        assert TOKENIZER.decode(c) == RECORDS[i].output
-    assert int((y != -100).sum()) == sum(len(c) for _, c in examples)
-    with pytest.raises(ValueError, match="record 0"):
-        encode_sft(RECORDS, TOKENIZER, max_len=10)
-    with pytest.raises(TypeError):
-        encode_sft(RECORDS, object())
-
-
-def test_completion_batches_eos_matches_sft_collate():
-    x, y = next(completion_batches(TOKENIZER, sft_pairs(RECORDS[:1]), batch_size=2, eos=True))
-    x2, y2 = sft_collate(encode_sft(RECORDS[:1] * 2, TOKENIZER), TOKENIZER.pad_id)
-    assert torch.equal(x, x2) and torch.equal(y, y2)
-
-
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=TOKENIZER.vocab_size, block_size=96, n_layer=2, n_head=2, n_embd=32))
-
-
-def masked_loss(model, records):
-    x, y = sft_collate(encode_sft(records, TOKENIZER), TOKENIZER.pad_id)
-    with torch.no_grad():
-        return model(x, y)[1].item()
-
-
-def test_sft_full_learns_the_responses():
-    model = tiny_model()
-    before = masked_loss(model, RECORDS)
-    cfg = TrainConfig(steps=150, lr=1e-2, min_lr=1e-3, warmup_steps=10, log_every=50, progress=False)
-    history = sft(model, TOKENIZER, RECORDS, cfg, batch_size=6, device="cpu")
-    assert history["loss"][-1] < history["loss"][0]
-    assert masked_loss(model, RECORDS) < 0.2 * before
-    answers = generate_responses(CausalLM(model, TOKENIZER), RECORDS, max_new_tokens=12)
-    assert answers == [r.output for r in RECORDS]
-
-
-def test_sft_lora_trains_only_the_adapters():
-    model = tiny_model()
-    frozen = {n: p.clone() for n, p in model.named_parameters()}
-    cfg = TrainConfig(steps=20, lr=3e-3, min_lr=3e-4, warmup_steps=2, log_every=10, progress=False)
-    sft(model, TOKENIZER, RECORDS, cfg, batch_size=4, lora={"target_modules": ["c_attn"], "r": 4}, device="cpu")
-    params = dict(model.named_parameters())
-    assert all(torch.equal(params[n.replace("c_attn.", "c_attn.base_layer.")], p) for n, p in frozen.items()
-               if n.replace("c_attn.", "c_attn.base_layer.") in params)
-    assert any(p.abs().sum() > 0 for n, p in params.items() if "lora_B" in n)
-    with pytest.raises(ValueError, match="target_modules"):
-        sft(tiny_model(), TOKENIZER, RECORDS, cfg, lora={"r": 4})
-    with pytest.raises(ValueError, match="empty"):
-        sft(tiny_model(), TOKENIZER, [], cfg)
-
-
-def test_generate_responses_batched_equals_one_by_one():
-    lm = CausalLM(tiny_model(3), TOKENIZER)
-    records = RECORDS + [Record("Name 3 fruits.", "", "x"), Record("Name 4 fruits.", "", "y")]   # equal lengths batch
-    got = generate_responses(lm, records, max_new_tokens=8)
-    want = [lm.generate(format_prompt(r), 8).split("\n")[0] for r in records]
-    assert got == want
-    with pytest.raises(TypeError):
-        generate_responses(lm.model, records)
+@pytest.mark.parametrize("write, read", [(write_sharegpt, read_sharegpt), (write_oasst, read_oasst)])
+def test_conversation_writers_one_record_per_assistant_turn(tmp_path, write, read):
+    chat = Record("And a third?", "", "lemon", history=[("Name 2 fruits.", "apple, pear")])
+    back = read(write(RECORDS + [chat], tmp_path / "chat.json"))
+    # chat formats have no input field: the input follows the instruction after a blank line
+    assert back[0] == Record("把这个词翻译成英文。\n\n苹果", "", "apple")
+    assert back[1] == RECORDS[1]
+    assert back[2] == Record("Write this word backwards.\n\ncat", "", "tac")
+    assert back[3] == Record("Name 2 fruits.", "", "apple, pear")
+    assert back[4] == chat and back[4].history == (("Name 2 fruits.", "apple, pear"),)

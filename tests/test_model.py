@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -6,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmtap.model import GPT, GPTConfig, KVCache, sample_next
-from llmtap.positions import POSITION_KINDS, alibi_slopes, apply_rope, rope_cos_sin, rope_inv_freq, sinusoidal_table
+from llmtap.positions import (POSITION_KINDS, alibi_bias, alibi_flex_attention, alibi_slopes, apply_rope, rope_cos_sin,
+                              rope_inv_freq, sinusoidal_table)
 
 V, BLOCK = 50, 32
 
@@ -386,3 +388,183 @@ def test_chapter03_slots_are_declared_and_empty():
     model = GPT(GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=2, n_embd=16))
     assert model.prefix_tuning is None and model.prompt_tuning is None and model.n_virtual == 0
     assert not any(k.startswith(("prefix_tuning", "prompt_tuning", "rotary")) for k in model.state_dict())
+
+
+# ----------------------------------------------------------------------------- position encodings inside GPT
+def pos_model(position="rope", block_size=16, sharp=False, **kw):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=40, block_size=block_size, n_layer=2, n_head=4, n_embd=32,
+                          position=position, **kw)).eval()
+    if sharp:     # wide weights: peaked attention, so that positions change the output visibly
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() >= 2:
+                    p.normal_(0, 0.3)
+    return model
+
+
+def pos_ids(T, B=2, seed=0):
+    return torch.randint(0, 40, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------- RoPE scaling inside GPT
+def test_dynamic_ntk_changes_nothing_inside_the_window_and_rescales_beyond():
+    plain = pos_model(sharp=True)
+    dynamic = pos_model(sharp=True, rope_scaling={"rope_type": "dynamic", "factor": 4.0})
+    x = pos_ids(16)
+    assert torch.allclose(plain(x)[0], dynamic(x)[0], atol=1e-6)           # T <= L = block_size
+    long = pos_ids(48)
+    # beyond L, the base depends on the current length T: equal to static NTK with s T / L - (s - 1)
+    ntk = pos_model(sharp=True, rope_scaling={"rope_type": "ntk", "factor": 4.0 * 48 / 16 - 3.0})
+    assert torch.allclose(dynamic(long)[0], ntk(long)[0], atol=1e-5)
+    assert not torch.allclose(dynamic(long)[0], plain(long)[0], atol=1e-3)
+
+
+def test_dynamic_ntk_uses_the_length_including_the_cache():
+    dynamic = pos_model(rope_scaling={"rope_type": "dynamic", "factor": 2.0})
+    x = pos_ids(40, B=1)
+    cache = KVCache(2)
+    dynamic(x[:, :30], cache=cache)
+    step, _ = dynamic(x[:, 30:], cache=cache)
+    # the last chunk's queries are rotated with the base of length 40 (not 10)
+    inv_freq = rope_inv_freq(8, scaling={"rope_type": "dynamic", "factor": 2.0,
+                                         "original_max_position_embeddings": 16}, seq_len=40)[0]
+    assert not torch.allclose(inv_freq, rope_inv_freq(8, scaling={"rope_type": "dynamic", "factor": 2.0,
+                                                                   "original_max_position_embeddings": 16},
+                                                      seq_len=10)[0])
+    assert step.shape == (1, 10, 40) and torch.isfinite(step).all()
+
+
+def test_yarn_attention_factor_scales_queries_and_keys():
+    # YaRN multiplies cos and sin by a; that is the same as multiplying W_q and W_k (and their biases)
+    # by a, i.e. the attention logits by a^2
+    a = 1.7
+    yarn = pos_model(rope_scaling={"rope_type": "yarn", "factor": 4.0, "attention_factor": a})
+    unscaled = pos_model(rope_scaling={"rope_type": "yarn", "factor": 4.0, "attention_factor": 1.0})
+    assert torch.equal(yarn.rotary.inv_freq, unscaled.rotary.inv_freq)
+    with torch.no_grad():
+        for block in unscaled.h:
+            C = 32
+            block.attn.c_attn.weight[:2 * C] *= a
+            block.attn.c_attn.bias[:2 * C] *= a
+    x = pos_ids(40)
+    assert torch.allclose(yarn(x)[0], unscaled(x)[0], atol=1e-4)
+    assert yarn.rotary.attention_factor == a
+    default = pos_model(rope_scaling={"rope_type": "yarn", "factor": 4.0})
+    assert default.rotary.attention_factor == pytest.approx(0.1 * math.log(4.0) + 1)
+
+
+def test_gpt_rope_scaling_takes_block_size_as_the_trained_length():
+    model = pos_model(block_size=32, rope_scaling={"rope_type": "yarn", "factor": 2.0})
+    want, _ = rope_inv_freq(8, scaling={"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 32})
+    assert torch.equal(model.rotary.inv_freq, want)
+    explicit = pos_model(block_size=32, rope_scaling={"rope_type": "yarn", "factor": 2.0,
+                                                 "original_max_position_embeddings": 2048})
+    assert not torch.equal(explicit.rotary.inv_freq, want)
+
+
+def test_linear_scaling_in_gpt_is_position_interpolation():
+    plain, pi = pos_model(sharp=True), pos_model(sharp=True, rope_scaling={"rope_type": "linear", "factor": 2.0})
+    assert torch.allclose(pi.rotary.inv_freq, plain.rotary.inv_freq / 2)
+    x = pos_ids(32)
+    assert not torch.allclose(pi(x)[0], plain(x)[0], atol=1e-3)
+
+
+def test_bad_rope_scaling_in_config():
+    for scaling in ({"rope_type": "yarn", "factor": 0.5}, {"rope_type": "nope", "factor": 2.0}):
+        with pytest.raises(ValueError):
+            pos_model(rope_scaling=scaling)
+
+
+# ----------------------------------------------------------------------------- ALiBi in GPT (SDPA path)
+def test_alibi_model_matches_a_hand_written_attention():
+    model = pos_model("alibi")
+    x = pos_ids(12, B=1)
+    attn = model.h[0].attn
+    h = model.h[0].ln_1(model.wte(x))
+    q, k, v = attn.c_attn(h).split(32, dim=2)
+    q, k, v = (t.view(1, 12, 4, 8).transpose(1, 2) for t in (q, k, v))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(8) + alibi_bias(4, 12)
+    scores = scores.masked_fill(~torch.ones(12, 12, dtype=torch.bool).tril(), float("-inf"))
+    y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(1, 12, 32)
+    assert torch.allclose(attn(h, alibi=model.alibi_slopes), attn.c_proj(y), atol=1e-5)
+
+
+def test_alibi_and_rope_read_beyond_the_window_learned_refuses():
+    for kind in ("alibi", "rope", "sinusoidal", "none"):
+        logits, _ = pos_model(kind)(pos_ids(64))
+        assert logits.shape == (2, 64, 40) and torch.isfinite(logits).all()
+    with pytest.raises(ValueError, match="learned position"):
+        pos_model("learned")(pos_ids(64))
+
+
+def test_alibi_cache_equals_full_forward():
+    model = pos_model("alibi")
+    x = pos_ids(20, B=1)
+    full, _ = model(x)
+    cache = KVCache(2)
+    a, _ = model(x[:, :13], cache=cache)
+    b, _ = model(x[:, 13:], cache=cache)
+    assert torch.allclose(torch.cat([a, b], 1), full, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- FlexAttention (CUDA)
+def _sdpa_alibi(q, k, v, slopes):
+    L = q.shape[2]
+    bias = alibi_bias(len(slopes), L, device=q.device)
+    bias = bias.masked_fill(~torch.ones(L, L, dtype=torch.bool, device=q.device).tril(), float("-inf"))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-3), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("L", [128, 300, 1024])
+def test_flex_alibi_equals_sdpa_with_bias(dtype, tol, L):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v, grad = (torch.randn(2, 8, L, 64, device="cuda", dtype=dtype, generator=g) for _ in range(4))
+    slopes = alibi_slopes(8).cuda()
+    grads = []
+    for attention in (alibi_flex_attention, _sdpa_alibi):
+        leaves = [t.detach().clone().requires_grad_(True) for t in (q, k, v)]
+        out = attention(*leaves, slopes)
+        out.backward(grad)
+        grads.append((out.float(), *(t.grad.float() for t in leaves)))
+    for got, want in zip(*grads):
+        scale = want.abs().max().item()
+        assert (got - want).abs().max().item() <= tol * max(scale, 1.0)
+
+
+@pytest.mark.cuda
+def test_gpt_alibi_on_cuda_uses_flex_and_matches_cpu():
+    model = pos_model("alibi")
+    x = pos_ids(256, B=2)
+    want, loss_cpu = model(x, x)
+    loss_cpu.backward()
+    cuda = copy.deepcopy(model).cuda()
+    cuda.zero_grad()
+    got, loss = cuda(x.cuda(), x.cuda())
+    loss.backward()
+    assert torch.allclose(got.cpu(), want, atol=1e-3)
+    for (n, p), (_, p_cpu) in zip(cuda.named_parameters(), model.named_parameters()):
+        assert torch.allclose(p.grad.cpu(), p_cpu.grad, atol=1e-3, rtol=1e-3), n
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        low, _ = cuda(x.cuda())
+    assert (low.float().cpu() - want).abs().max().item() < 0.1
+
+
+def test_flex_alibi_bad_inputs():
+    q = torch.zeros(1, 2, 8, 4)
+    with pytest.raises(ValueError):
+        alibi_flex_attention(q, torch.zeros(1, 2, 9, 4), q, alibi_slopes(2))
+    with pytest.raises(ValueError):
+        alibi_flex_attention(q, q, q, alibi_slopes(3))
+
+
+# ----------------------------------------------------------------------------- right padding (from the shipped-models section)
+def test_right_padding_leaves_each_rows_predictions_alone():
+    # passkey_accuracy batches prompts of different lengths, padded on the right
+    for kind in ("rope", "alibi", "learned", "none"):
+        model = pos_model(kind, block_size=32, sharp=True)
+        row = pos_ids(20, B=1, seed=3)
+        padded = torch.cat([row, torch.zeros(1, 9, dtype=torch.long)], dim=1)
+        assert torch.allclose(model(padded)[0][:, :20], model(row)[0], atol=1e-5), kind

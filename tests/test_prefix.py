@@ -1,15 +1,14 @@
 """Prefix tuning and prompt tuning: shapes, masks, positions, the context budget, KV-cache
-generation, training, saving and loading, bad inputs, and the chapter 03 checkers and widget."""
+generation, training, saving and loading, and bad inputs."""
 import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from llmtap.lora import count_parameters
+from llmtap.train import count_parameters
 from llmtap.model import GPT, GPTConfig, KVCache
 from llmtap.prefix import (add_prefix_tuning, add_prompt_tuning, fold_prefix, load_prefix,
-                           prefix_from_tokens, save_prefix, soft_prompt_from_text, text_token_ids, usable_length)
+                           prefix_from_tokens, save_prefix, text_token_ids, usable_length)
 from llmtap.tokenizer import Tokenizer
 
 TOK = Tokenizer("abcdefgh我好感到不。心情")
@@ -334,62 +333,3 @@ def test_prefix_trains_in_fp32_with_bf16_keys_on_cpu_autocast():
         _, loss = model(x, x)
     loss.backward()
     assert model.prefix_tuning.kv.grad is not None and model.prefix_tuning.kv.grad.dtype == torch.float32
-
-
-# ----------------------------------------------------------------------------- checkers and widget
-def test_check_prefix_attention():
-    from llmtap.checks import check_prefix_attention
-
-    def right(q, k, v, pk, pv):
-        P, T = pk.shape[2], q.shape[2]
-        allowed = torch.cat([torch.ones(T, P, dtype=torch.bool), torch.ones(T, T, dtype=torch.bool).tril()], 1)
-        return F.scaled_dot_product_attention(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2), attn_mask=allowed)
-
-    def top_left_causal(q, k, v, pk, pv):
-        return F.scaled_dot_product_attention(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2), is_causal=True)
-
-    def prefix_not_seen(q, k, v, pk, pv):
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-
-    assert check_prefix_attention(right) is True
-    assert check_prefix_attention(top_left_causal) is False
-    assert check_prefix_attention(prefix_not_seen) is False
-
-
-def test_check_soft_prompt_from_text():
-    from llmtap.checks import check_soft_prompt_from_text
-
-    def right(weight, tokenizer, text):
-        missing = [c for c in text if c not in tokenizer.char_to_id]
-        if missing:
-            raise ValueError(f"unknown characters {missing}")
-        return weight[tokenizer.encode(text)].clone()
-
-    def byte_fallback(weight, tokenizer, text):
-        return weight[tokenizer.encode(text)].clone()
-
-    def with_bos(weight, tokenizer, text):
-        right(weight, tokenizer, text)
-        return weight[tokenizer.encode(text, bos=True)].clone()
-
-    assert check_soft_prompt_from_text(right) is True
-    assert check_soft_prompt_from_text(soft_prompt_from_text) is True
-    assert check_soft_prompt_from_text(byte_fallback) is False
-    assert check_soft_prompt_from_text(with_bos) is False
-
-
-def test_peft_explorer_builds_and_rejects_bad_results():
-    pytest.importorskip("ipywidgets")
-    import matplotlib
-    matplotlib.use("Agg")
-    from llmtap.widgets import peft_explorer
-    results = {"adapters": {4: {"params": 100, "percent": 0.5, "latency": 1.3},
-                            16: {"params": 400, "percent": 2.0, "latency": 1.35}},
-               "LoRA merged": {4: {"params": 90, "percent": 0.4, "latency": 1.0}}}
-    ui = peft_explorer(results)
-    ui.children[0].children[0].value = "LoRA merged"                   # switch method: sizes follow
-    assert list(ui.children[0].children[1].options) == [4]
-    with pytest.raises(ValueError, match="lacks"):
-        peft_explorer({"x": {1: {"params": 1}}})
-    with pytest.raises(ValueError, match="non-empty"):
-        peft_explorer({})

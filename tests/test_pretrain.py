@@ -6,9 +6,9 @@ import torch
 
 import llmtap
 from llmtap import corpus
-from llmtap.pretrain import (COURSE_MODEL_PATH, capability_report, corpus_batches, course_config, course_tokenizer,
-                             icl_accuracy, pretrain, sentiment_accuracy)
-from llmtap.train import read_checkpoint
+from llmtap.checkpoints import COURSE_MODEL_PATH, read_checkpoint, save_checkpoint
+from llmtap.pretrain import (capability_report, corpus_batches, course_config, course_tokenizer, format_report, main,
+                             mapping_accuracy, pretrain, sentiment_accuracy)
 
 
 def test_course_tokenizer_covers_the_corpus():
@@ -79,8 +79,22 @@ def test_report_functions_run_on_a_tiny_model():
     model = llmtap.GPT(course_config(tok.vocab_size, n_layer=1, n_embd=16, n_head=2)).eval()
     acc = sentiment_accuracy(model, tok, "en", n=6)
     assert 0.0 <= acc <= 1.0 and acc * 6 == round(acc * 6)
-    acc = icl_accuracy(model, tok, 2, n=6)
+    acc = mapping_accuracy(model, tok, 2, n=6)
     assert 0.0 <= acc <= 1.0
+
+
+def test_report_command_prints_every_measurement(tmp_path, capsys):
+    tok = course_tokenizer()
+    torch.manual_seed(0)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(llmtap.GPT(course_config(tok.vocab_size, n_layer=1, n_embd=16, n_head=2)), path, tok)
+    main(["--report", "--out", str(path), "--n", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("capability report")
+    names = [line.split()[0] for line in lines[1:]]
+    assert names == ["sentiment_zh_t0", "sentiment_zh_t1", "sentiment_zh", "sentiment_en_t0", "sentiment_en_t1",
+                     "sentiment_en", "icl_k0", "icl_k1", "icl_k2", "icl_k4", "icl_k8", "icl_k4_heldout_items"]
+    assert format_report({"icl_k0": 0.5}).splitlines()[1].split() == ["icl_k0", "50.0%"]
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +118,3 @@ def test_course_model_report(course_report):
 @pytest.mark.slow
 def test_course_model_transfers_to_heldout_items(course_report):
     assert course_report["icl_k4_heldout_items"] >= 0.8, course_report
-
-
-def test_load_course_model_missing(monkeypatch, tmp_path):
-    import llmtap.pretrain as pretrain_mod
-    monkeypatch.setattr(pretrain_mod, "COURSE_MODEL_PATH", tmp_path / "nope.safetensors")
-    with pytest.raises(FileNotFoundError, match="python -m llmtap.pretrain"):
-        llmtap.load_course_model()

@@ -3,7 +3,8 @@ import random
 import pytest
 from rouge_score import rouge_scorer
 
-from llmtap.rouge import RougeIndex, lcs_length, rouge_l, rouge_l_many, tokenize
+from llmtap.rouge import (RougeIndex, lcs_length, lcs_length_bitparallel, rouge_filter, rouge_filter_scores, rouge_l,
+                          rouge_l_many, tokenize)
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 WORDS = ("the a cat dog Write poem about sea list three 5 things Give me an example of 42 x-ray don't "
@@ -47,6 +48,35 @@ def test_lcs_length_matches_dynamic_programming():
             for j in range(1, len(b) + 1):
                 table[i][j] = table[i - 1][j - 1] + 1 if a[i - 1] == b[j - 1] else max(table[i - 1][j], table[i][j - 1])
         assert lcs_length(a, b) == table[-1][-1]
+        assert lcs_length_bitparallel(a, b) == table[-1][-1]
+
+
+def test_lcs_length_by_hand():
+    assert lcs_length(list("ABCBDAB"), list("BDCABA")) == 4            # BCBA (CLRS 15.4)
+    assert lcs_length(list("我喜欢猫"), list("我喜欢狗")) == 3
+    assert lcs_length(list("abc"), list("cba")) == 1
+    assert lcs_length([], list("abc")) == lcs_length(list("abc"), []) == lcs_length([], []) == 0
+
+
+@pytest.mark.parametrize("alphabet", [2, 3, 8, 40])
+def test_bitparallel_lcs_equals_the_dynamic_programme(alphabet):
+    rng = random.Random(alphabet)
+    for _ in range(200):
+        a = [rng.randrange(alphabet) for _ in range(rng.randint(0, 100))]      # > 64 tokens: more than a word
+        b = [rng.randrange(alphabet) for _ in range(rng.randint(0, 100))]
+        assert lcs_length_bitparallel(a, b) == lcs_length(a, b), (a, b)
+        assert lcs_length_bitparallel(b, a) == lcs_length(a, b)
+
+
+def test_bitparallel_lcs_on_chinese_tokens_and_empty_lists():
+    rng = random.Random(3)
+    chars = "写一首关于春天夏天的诗把这个词翻译成英文"
+    for _ in range(200):
+        a = tokenize("".join(rng.choice(chars) for _ in range(rng.randint(0, 30))))
+        b = tokenize("".join(rng.choice(chars) for _ in range(rng.randint(0, 30))))
+        assert lcs_length_bitparallel(a, b) == lcs_length(a, b)
+    assert lcs_length_bitparallel([], []) == lcs_length_bitparallel(["写"], []) == lcs_length_bitparallel([], ["写"]) == 0
+    assert lcs_length_bitparallel(tokenize("写一首关于春天的诗"), tokenize("写一首关于夏天的诗")) == 8
 
 
 def test_chinese_hand_computed():
@@ -89,3 +119,36 @@ def test_input_errors():
         rouge_l_many(1, ["a"])
     with pytest.raises(TypeError, match="add"):
         RougeIndex().extend("one text")
+
+
+# ----------------------------------------------------------------------------- the diversity filter
+POOL = ["Write a short story about a brave dog.", "写一首关于春天的诗。"]
+CANDIDATES = ["Write a short story about a brave cat.", "写一首关于夏天的诗。", "Explain how tides work.",
+              "Explain how the tides work.", "List three fruits."]
+
+
+def test_rouge_filter_keeps_what_differs_from_the_pool_and_earlier_keeps():
+    kept, rejected = rouge_filter(CANDIDATES, POOL, 0.7)
+    assert kept == ["Explain how tides work.", "List three fruits."]
+    assert [t for t, _ in rejected] == CANDIDATES[:2] + ["Explain how the tides work."]
+    assert all(s >= 0.7 for _, s in rejected)
+    assert rouge_filter(CANDIDATES, POOL, 1.0)[0] == CANDIDATES          # nothing is identical
+    with pytest.raises(ValueError):
+        rouge_filter(CANDIDATES, POOL, 0)
+    with pytest.raises(TypeError):
+        rouge_filter("one text", POOL)
+    with pytest.raises(TypeError, match="pool"):
+        rouge_filter(CANDIDATES, "one text")
+
+
+def test_rouge_filter_scores_are_the_highest_rouge_l_so_far():
+    for threshold in (0.3, 0.5, 0.7, 0.9, 1.0):
+        best = rouge_filter_scores(CANDIDATES, POOL, threshold)
+        kept, rejected = rouge_filter(CANDIDATES, POOL, threshold)
+        assert [c for c, b in zip(CANDIDATES, best) if b < threshold] == kept
+        assert [(c, b) for c, b in zip(CANDIDATES, best) if b >= threshold] == rejected
+        for i, c in enumerate(CANDIDATES):             # against the pool and the candidates kept before it
+            earlier = [k for k in CANDIDATES[:i] if k in kept]
+            assert best[i] == max(rouge_l_many(c, POOL + earlier))
+    assert rouge_filter_scores(["anything at all"]) == [0.0]                # an empty pool: nothing to be near
+    assert rouge_filter(iter(CANDIDATES), iter(POOL))[0] == rouge_filter(CANDIDATES, POOL)[0]

@@ -1,4 +1,3 @@
-import json
 import math
 
 import pytest
@@ -6,8 +5,9 @@ import torch
 
 from llmtap.model import GPT, GPTConfig
 from llmtap.tokenizer import Tokenizer
-from llmtap.train import (TrainConfig, autocast_dtype, completion_batches, cosine_lr, load_checkpoint, load_weights, make_optimizer, pick_device,
-                          read_checkpoint, save_checkpoint, train)
+from llmtap.checkpoints import load_checkpoint
+from llmtap.train import (TrainConfig, autocast_dtype, completion_batches, cosine_lr, count_parameters, make_optimizer,
+                          mark_only_trainable, pick_device, train)
 
 
 def tiny(seed=0, **kw):
@@ -134,91 +134,6 @@ def test_training_frozen_model_raises():
         train(model, lambda: _fixed_batch(), TrainConfig(steps=1, progress=False), device="cpu")
 
 
-# ----------------------------------------------------------------------------- checkpoints
-def test_checkpoint_round_trip_bitwise(tmp_path):
-    model = tiny(position="rope", rope_scaling={"rope_type": "linear", "factor": 2.0})
-    tok = Tokenizer("苹果 apple→\n")
-    path = tmp_path / "sub" / "m.safetensors"
-    save_checkpoint(model, path, tok, extra={"note": "测试"})
-    loaded, tok2 = load_checkpoint(path)
-    assert loaded.config == model.config
-    sd, sd2 = model.state_dict(), loaded.state_dict()
-    assert sd.keys() == sd2.keys()
-    for k in sd:
-        assert sd[k].dtype == sd2[k].dtype and torch.equal(sd[k], sd2[k]), k
-    assert loaded.lm_head.weight is loaded.wte.weight
-    assert tok2.chars == tok.chars
-    assert not loaded.training
-    x = torch.randint(0, 50, (2, 9))
-    with torch.no_grad():
-        assert torch.equal(model.eval()(x)[0], loaded(x)[0])
-    _, meta = read_checkpoint(path)
-    assert json.loads(meta["extra"]) == {"note": "测试"}
-    tensors, _ = read_checkpoint(path)
-    assert "lm_head.weight" not in tensors   # stored once, as wte.weight
-
-
-def test_checkpoint_without_tokenizer(tmp_path):
-    path = tmp_path / "m.safetensors"
-    save_checkpoint(tiny(), path)
-    model, tok = load_checkpoint(path)
-    assert tok is None and isinstance(model, GPT)
-
-
-def test_load_non_safetensors_files(tmp_path):
-    junk = tmp_path / "junk.bin"
-    junk.write_bytes(b"\x00\x01 definitely not a checkpoint " * 20)
-    pickle = tmp_path / "model.pt"
-    torch.save(tiny().state_dict(), pickle)
-    tiny_file = tmp_path / "short"
-    tiny_file.write_bytes(b"abc")
-    for path in (junk, pickle, tiny_file):
-        with pytest.raises(ValueError, match="safetensors"):
-            load_checkpoint(path)
-    with pytest.raises(FileNotFoundError):
-        load_checkpoint(tmp_path / "missing.safetensors")
-
-
-def test_load_safetensors_without_llmtap_metadata(tmp_path):
-    from safetensors.torch import save_file
-    path = tmp_path / "plain.safetensors"
-    save_file({"wte.weight": torch.zeros(50, 16)}, str(path))
-    with pytest.raises(ValueError, match="llmtap"):
-        load_checkpoint(path)
-    path2 = tmp_path / "other.safetensors"
-    save_file({"a": torch.zeros(2)}, str(path2), metadata={"format": "pt"})
-    with pytest.raises(ValueError, match="llmtap"):
-        load_checkpoint(path2)
-
-
-def test_load_weights_mismatch_names_keys():
-    src = {k: v for k, v in tiny().state_dict().items() if k != "lm_head.weight"}
-    deeper = tiny(n_layer=3)
-    with pytest.raises(ValueError, match=r"h\.2\."):
-        load_weights(deeper, src)
-    wider = tiny(vocab_size=60)
-    with pytest.raises(ValueError, match="wte.weight"):
-        load_weights(wider, src)
-    extra = dict(src, **{"bogus.weight": torch.zeros(1)})
-    with pytest.raises(ValueError, match="bogus.weight"):
-        load_weights(tiny(), extra)
-    target = tiny(seed=5)
-    load_weights(target, src)
-    assert torch.equal(target.wte.weight, src["wte.weight"])
-    assert target.lm_head.weight is target.wte.weight
-
-
-def test_load_checkpoint_into_mismatched_config(tmp_path):
-    from safetensors.torch import save_file
-    model = tiny()
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    cfg = dict(model.config.to_dict(), n_layer=3)
-    path = tmp_path / "lie.safetensors"
-    save_file(state, str(path), metadata={"format": "llmtap-gpt", "config": json.dumps(cfg)})
-    with pytest.raises(ValueError, match="missing"):
-        load_checkpoint(path)
-
-
 def test_autocast_dtype_cpu():
     assert autocast_dtype(torch.device("cpu")) is None
 
@@ -263,3 +178,26 @@ def test_fine_tuning_on_completions_learns_the_answer_and_counts_optimizer_memor
         for prompt, answer in pairs:
             logits, _ = model(torch.tensor([tok.encode(prompt, bos=True)]))
             assert tok.decode([int(logits[0, -1].argmax())]) == answer
+
+
+# ----------------------------------------------------------------------------- what trains
+def test_mark_only_trainable_freezes_all_but_the_named():
+    model = tiny()
+    out = mark_only_trainable(model, lambda name: name.startswith("h.1."))
+    assert out is model
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("h.1.") for n in trainable)
+    assert trainable == {n for n, _ in model.named_parameters() if n.startswith("h.1.")}
+    mark_only_trainable(model, lambda name: True)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_count_parameters_counts_tied_weights_once():
+    model = tiny()
+    assert model.lm_head.weight is model.wte.weight
+    distinct = {id(p): p.numel() for p in model.parameters()}
+    trainable, total = count_parameters(model)
+    assert trainable == total == sum(distinct.values())
+    assert total < sum(p.numel() for _, p in model.state_dict().items())     # lm_head is not counted again
+    mark_only_trainable(model, lambda name: name == "wte.weight")
+    assert count_parameters(model) == (model.wte.weight.numel(), total)

@@ -1,0 +1,212 @@
+"""Chapter 04's position models, and how far past their training length they read.
+
+Five tiny models differ only in their position encoding (learned, sinusoidal, RoPE, ALiBi,
+none). Each is trained on windows of L = POSITIONS_L tokens, then asked about texts up to 8 L
+long; the RoPE one is also extended to 4 L by position interpolation and a short fine-tune
+(``rope_pi4``). Two measurements tell them apart:
+
+* perplexity exp(mean next-token loss) on held-out course-corpus texts of n tokens;
+* pass-key retrieval: a 5-digit key hidden at some depth of filler text, asked for at the end.
+
+    python -m llmtap.position_models     # rebuilds llmtap/data/positions_*.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from . import corpus
+from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from .model import GPT, GPTConfig
+from .pretrain import corpus_batches, course_tokenizer, packed_batches
+from .tokenizer import Tokenizer
+from .train import TrainConfig, collate_completions, train
+
+POSITIONS_L = 64
+POSITIONS_SEED = 4
+POSITIONS_STEPS = 4000
+POSITIONS_BATCH = 16
+POSITIONS_FINETUNE_STEPS = 150
+POSITIONS_PASSKEY_SHARE = 0.65    # most of the stream is pass-key documents: 4000 steps then suffice for retrieval
+POSITIONS_REPEAT_SHARE = 0.2
+POSITIONS_DIR = Path(__file__).parent / "data"
+POSITION_MODELS = ("learned", "sinusoidal", "rope", "alibi", "none", "rope_pi4")
+
+
+def position_model_path(name: str, folder=POSITIONS_DIR) -> Path:
+    if name not in POSITION_MODELS:
+        raise ValueError(f"unknown position model {name!r}; choose one of {POSITION_MODELS}")
+    return Path(folder) / f"positions_{name}.safetensors"
+
+
+def load_position_model(name: str, device=None):
+    """(model, tokenizer, info) of a shipped chapter 04 model; info holds what it measured when trained."""
+    model, tokenizer = load_checkpoint(position_model_path(name), device)
+    info = json.loads(read_checkpoint(position_model_path(name))[1].get("extra", "{}"))
+    return model, tokenizer, info
+
+
+# ----------------------------------------------------------------------------- the models and their data
+def positions_config(vocab_size: int, position: str, block_size: int = POSITIONS_L, **overrides) -> GPTConfig:
+    settings = dict(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=4, n_embd=64, position=position)
+    settings.update(overrides)
+    return GPTConfig(**settings)
+
+
+def passkey_document(rng: random.Random, min_chars: int, max_chars: int) -> str:
+    """A Chinese pass-key prompt of min_chars .. max_chars characters followed by its answer."""
+    prompt, key = corpus.passkey_sample(rng, rng.randint(min_chars, max_chars), rng.random(), "zh")
+    return prompt + key
+
+
+def long_context_batches(tokenizer: Tokenizer, block_size: int, batch_size: int, seed: int,
+                         passkey_share: float = POSITIONS_PASSKEY_SHARE, repeat_share: float = POSITIONS_REPEAT_SHARE):
+    """Endless (x, y) batches of block_size tokens, documents packed end to end: pass-key documents
+    (a share ``passkey_share``, each up to block_size - 13 characters), repeated strings (a share
+    ``repeat_share``: they teach copying from the context, which retrieval needs) and the rest
+    course-corpus documents."""
+    if not (0.0 <= passkey_share and 0.0 <= repeat_share and passkey_share + repeat_share <= 1.0):
+        raise ValueError(f"need shares >= 0 with passkey_share + repeat_share <= 1, got {passkey_share}, {repeat_share}")
+    if block_size < 32:
+        raise ValueError(f"block_size must be >= 32 so that a pass-key document fits, got {block_size}")
+    rng = random.Random(seed)
+
+    def next_document():
+        r = rng.random()
+        if r < passkey_share:
+            return passkey_document(rng, 17, block_size - 13)
+        if r < passkey_share + repeat_share:
+            return corpus.repeat_document(rng, rng.choice(corpus.LANGS))
+        return corpus.pretraining_document(rng)
+
+    return packed_batches(tokenizer, block_size, batch_size, next_document)
+
+
+def with_rope_scaling(model: GPT, scaling: dict | None, block_size: int | None = None) -> GPT:
+    """A copy of a RoPE model with another ``rope_scaling`` (same weights): linear, ntk, dynamic, yarn.
+    ``block_size`` sets the new context window; the trained length the scaling starts from is the
+    old block_size unless ``scaling`` names its "original_max_position_embeddings"."""
+    if model.config.position != "rope":
+        raise ValueError(f"rope_scaling needs a RoPE model, this one uses {model.config.position!r} positions")
+    if scaling is not None:
+        scaling = {"original_max_position_embeddings": model.config.block_size, **scaling}
+    config = GPTConfig(**{**model.config.to_dict(), "rope_scaling": scaling,
+                          "block_size": block_size or model.config.block_size})
+    out = GPT(config).to(model.device)
+    out.load_state_dict(model.state_dict())
+    return out.eval()
+
+
+# ----------------------------------------------------------------------------- measurements
+@torch.no_grad()
+def perplexity_at_length(model: GPT, tokenizer: Tokenizer, n_tokens: int, n_seq: int = 16,
+                         seed: int = 10_000) -> float | None:
+    """exp(mean next-token loss) over n_seq held-out course-corpus texts of n_tokens tokens.
+    None when the model cannot read that many positions (a learned table ends at block_size)."""
+    if n_tokens <= 1 or n_seq <= 0:
+        raise ValueError(f"need n_tokens > 1 and n_seq > 0, got {n_tokens}, {n_seq}")
+    if model.config.position == "learned" and n_tokens > model.config.block_size:
+        return None
+    x, y = next(corpus_batches(tokenizer, n_tokens, n_seq, seed))
+    model.eval()
+    _, loss = model(x.to(model.device), y.to(model.device))
+    return math.exp(loss.item())
+
+
+@torch.no_grad()
+def passkey_accuracy(model: GPT, tokenizer: Tokenizer, n_tokens: int, depth: float, n: int = 20,
+                     seed: int = 20_000) -> float | None:
+    """Share of n Chinese pass-key prompts of at most n_tokens tokens, key hidden at ``depth``,
+    whose 5 digits the model predicts exactly (greedy). None beyond a learned position table."""
+    if n_tokens < 32 or n <= 0:
+        raise ValueError(f"need n_tokens >= 32 (the needle and question take 17) and n > 0, got {n_tokens}, {n}")
+    if model.config.position == "learned" and n_tokens > model.config.block_size:
+        return None
+    rng = random.Random(seed + round(1000 * depth) + n_tokens)
+    model.eval()
+    rows = []
+    for _ in range(n):
+        prompt, key = corpus.passkey_sample(rng, n_tokens - 13, depth, "zh")
+        rows.append((tokenizer.encode(prompt, bos=True), tokenizer.encode(key)))
+    # one batch, each row left-aligned and padded on the right: under the causal mask the padding
+    # after a row's last token cannot change that row's predictions. y holds the key's digits at
+    # the positions that predict them, -100 everywhere else.
+    x, y = collate_completions(rows, tokenizer.pad_id)
+    logits, _ = model(x.to(model.device))
+    y = y.to(model.device)
+    digit_right = (logits.argmax(-1) == y) | (y == -100)           # greedy prediction of each key digit
+    return digit_right.all(dim=1).sum().item() / n
+
+
+def position_report(model: GPT, tokenizer: Tokenizer) -> dict:
+    """Perplexity at L, 2 L, 4 L, 8 L and pass-key accuracy at L, 2 L, 4 L (mean over 5 depths)."""
+    L = POSITIONS_L
+    report = {f"ppl_{m}L": perplexity_at_length(model, tokenizer, m * L) for m in (1, 2, 4, 8)}
+    for m in (1, 2, 4):
+        accs = [passkey_accuracy(model, tokenizer, m * L, depth) for depth in (0.0, 0.25, 0.5, 0.75, 1.0)]
+        report[f"passkey_{m}L"] = None if accs[0] is None else sum(accs) / len(accs)
+    return report
+
+
+# ----------------------------------------------------------------------------- training them
+def train_position_models(steps: int = POSITIONS_STEPS, finetune_steps: int = POSITIONS_FINETUNE_STEPS,
+                          seed: int = POSITIONS_SEED, out_dir=POSITIONS_DIR, progress=True) -> dict:
+    """Train the five position models at L = POSITIONS_L, then extend the RoPE one to 4 L by
+    position interpolation (linear factor 4) and a short fine-tune at 4 L; save each (fp16 weights)
+    with what it measures: perplexity at L .. 8 L and pass-key accuracy at L, 2 L, 4 L."""
+    tokenizer = course_tokenizer()
+    L = POSITIONS_L
+    results = {}
+    models = {}
+    for kind in POSITION_MODELS[:-1]:
+        torch.manual_seed(seed)
+        model = GPT(positions_config(tokenizer.vocab_size, kind))
+        cfg = TrainConfig(steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=steps // 10, log_every=100, progress=progress)
+        history = train(model, long_context_batches(tokenizer, L, POSITIONS_BATCH, seed), cfg, device="cpu")
+        models[kind] = model
+        results[kind] = _save_position_model(model, tokenizer, position_model_path(kind, out_dir),
+                                             {"steps": steps, "seed": seed, "seconds": round(history["seconds"], 1)})
+    torch.manual_seed(seed)
+    model = with_rope_scaling(models["rope"], {"rope_type": "linear", "factor": 4.0}, block_size=4 * L)
+    cfg = TrainConfig(steps=finetune_steps, lr=1e-3, min_lr=1e-4, warmup_steps=finetune_steps // 10,
+                      log_every=50, progress=progress)
+    history = train(model, long_context_batches(tokenizer, 4 * L, POSITIONS_BATCH // 4, seed + 1), cfg, device="cpu")
+    results["rope_pi4"] = _save_position_model(model, tokenizer, position_model_path("rope_pi4", out_dir),
+                                               {"steps": finetune_steps, "seed": seed,
+                                                "seconds": round(history["seconds"], 1), "from": "rope"})
+    return results
+
+
+def _save_position_model(model: GPT, tokenizer: Tokenizer, path: Path, extra: dict) -> dict:
+    model.cpu().half()                     # fp16 on disk: half the size; measured after the rounding
+    model.float()
+    report = position_report(model, tokenizer)
+    save_checkpoint(model.half(), path, tokenizer, extra={**extra, **report})
+    model.float()
+    return report
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=POSITIONS_STEPS, help="training steps of each model at L")
+    ap.add_argument("--finetune-steps", type=int, default=POSITIONS_FINETUNE_STEPS,
+                    help="steps of the RoPE fine-tune at 4 L")
+    ap.add_argument("--seed", type=int, default=POSITIONS_SEED)
+    ap.add_argument("--out-dir", type=Path, default=POSITIONS_DIR, help="folder for positions_*.safetensors")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)               # tiny models: one thread is fastest, and the CPU time stays what it says
+    t0 = time.perf_counter()
+    results = train_position_models(args.steps, args.finetune_steps, args.seed, args.out_dir)
+    for name, report in results.items():
+        print(f"{name:<11}", "  ".join(f"{k} {'-' if v is None else f'{v:.3g}'}" for k, v in report.items()))
+    print(f"{time.perf_counter() - t0:.0f} s wall, {time.process_time():.0f} s CPU")
+
+
+if __name__ == "__main__":
+    main()

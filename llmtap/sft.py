@@ -1,0 +1,84 @@
+"""Supervised fine-tuning (监督微调, SFT, LLM-TAP 5.5) of the course model on instruction records.
+
+A record (``llmtap.instruct.Record``) becomes a prompt and a response:
+
+    Instruction: <instruction>
+    Input: <input>            (only when there is one)
+    Response: <output><eos>
+
+and the loss is computed on the response tokens only: the labels of the prompt are -100, which
+the cross-entropy ignores (``llmtap.train.collate_completions`` builds the batches). The model
+learns to answer, not to reproduce the instruction, and the <eos> teaches it where to stop.
+"""
+from __future__ import annotations
+
+import torch
+
+from .instruct import Record, check_records
+from .lm import check_lm
+from .lora import add_lora
+from .tokenizer import Tokenizer
+from .train import TrainConfig, completion_batches, train
+
+
+def format_prompt(record: Record) -> str:
+    """The text the model reads before answering:
+
+        Instruction: <instruction>
+        Input: <input>            (only when there is one)
+        Response:
+
+    (earlier turns of a conversation first, each as Instruction/Response lines)."""
+    if not isinstance(record, Record):
+        raise TypeError(f"format_prompt takes a Record, got {type(record).__name__}")
+    turns = "".join(f"Instruction: {u}\nResponse: {a}\n" for u, a in record.history)
+    input_line = f"Input: {record.input}\n" if record.input else ""
+    return f"{turns}Instruction: {record.instruction}\n{input_line}Response: "
+
+
+def sft_pairs(records) -> list[tuple[str, str]]:
+    """(prompt, response) text pairs for ``completion_batches``."""
+    return [(format_prompt(r), r.output) for r in check_records(records)]
+
+
+def encode_sft(records, tokenizer: Tokenizer, max_len: int | None = None) -> list[tuple[list, list]]:
+    """(prompt ids with <bos>, response ids with <eos>) for each record; a pair longer than
+    ``max_len`` tokens raises ValueError naming the record."""
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError("encode_sft needs the course tokenizer (llmtap.Tokenizer)")
+    out = []
+    for i, (prompt, response) in enumerate(sft_pairs(records)):
+        p, c = tokenizer.encode(prompt, bos=True), tokenizer.encode(response, eos=True)
+        if max_len is not None and len(p) + len(c) - 1 > max_len:
+            raise ValueError(f"record {i} ({prompt[:40]!r}) is {len(p) + len(c) - 1} tokens, more than the "
+                             f"context of {max_len}; shorten it or leave it out")
+        out.append((p, c))
+    return out
+
+
+def sft(model, tokenizer: Tokenizer, records, cfg: TrainConfig | None = None, batch_size: int = 16,
+        lora: dict | None = None, seed: int = 0, device=None, on_log=None) -> dict:
+    """Supervised fine-tuning of the course model on ``records``, the loss on response tokens only.
+
+    Full fine-tuning by default; ``lora={"target_modules": [...], "r": 8, "alpha": 16}`` first wraps
+    those layers with LoRA (``llmtap.lora.add_lora``) and trains only them. ``model`` is changed
+    in place; returns the training history of ``llmtap.train.train``."""
+    records = check_records(records)
+    if not records:
+        raise ValueError("records is empty; give at least one Record to fine-tune on")
+    if lora is not None:
+        if not isinstance(lora, dict) or "target_modules" not in lora:
+            raise ValueError("lora must be a dict with 'target_modules' (and optionally 'r', 'alpha', 'dropout')")
+        add_lora(model, **lora)
+    encode_sft(records, tokenizer, max_len=model.config.block_size)      # refuses over-long records
+    cfg = cfg or TrainConfig(steps=200, lr=1e-3, min_lr=1e-4, warmup_steps=10, log_every=20, progress=False)
+    torch.manual_seed(seed)
+    batches = completion_batches(tokenizer, sft_pairs(records), batch_size, seed, eos=True)
+    return train(model, batches, cfg, on_log=on_log, device=device)
+
+
+def generate_responses(lm, records, max_new_tokens: int = 24) -> list[str]:
+    """The model's greedy answer to each record's prompt, up to <eos> or a newline
+    (``CausalLM.generate_many``: the course model answers prompts of equal token length together)."""
+    lm = check_lm(lm)
+    return lm.generate_many([format_prompt(r) for r in check_records(records)], max_new_tokens, stop="\n")

@@ -1,0 +1,104 @@
+"""Supervised fine-tuning: the prompt format, labels masked to the response, full and LoRA
+fine-tuning, and the model's answers."""
+import pytest
+import torch
+
+from llmtap.hf import load_lm
+from llmtap.instruct import Record
+from llmtap.lm import CourseLM
+from llmtap.model import GPT, GPTConfig
+from llmtap.sft import encode_sft, format_prompt, generate_responses, sft, sft_pairs
+from llmtap.tokenizer import Tokenizer
+from llmtap.train import TrainConfig, collate_completions, completion_batches
+
+RECORDS = [Record("把这个词翻译成英文。", "苹果", "apple", meta={"category": "translate"}),
+           Record("Name 2 fruits.", "", "apple, pear"),
+           Record("Write this word backwards.", "cat", "tac")]
+TOKENIZER = Tokenizer.from_text("把这个词翻译成英文。苹果")
+
+
+def test_format_prompt():
+    assert format_prompt(RECORDS[2]) == "Instruction: Write this word backwards.\nInput: cat\nResponse: "
+    assert format_prompt(RECORDS[1]) == "Instruction: Name 2 fruits.\nResponse: "
+    chat = Record("More?", "", "x", history=[("Q", "A")])
+    assert format_prompt(chat) == "Instruction: Q\nResponse: A\nInstruction: More?\nResponse: "
+    with pytest.raises(TypeError):
+        format_prompt({"instruction": "a"})
+
+
+def test_labels_are_masked_to_the_response():
+    examples = encode_sft(RECORDS, TOKENIZER)
+    x, y = collate_completions(examples, TOKENIZER.pad_id)
+    assert x.shape == y.shape == (3, max(len(p) + len(c) for p, c in examples) - 1)
+    for i, (p, c) in enumerate(examples):
+        assert c[-1] == TOKENIZER.eos_id                                  # learns to stop
+        assert (y[i, :len(p) - 1] == -100).all()                          # prompt: no loss
+        assert y[i, len(p) - 1:len(p) + len(c) - 1].tolist() == c        # response (and <eos>): the labels
+        assert (y[i, len(p) + len(c) - 1:] == -100).all()                 # padding: no loss
+        assert x[i, :len(p) + len(c) - 1].tolist() == (p + c)[:-1]
+        assert TOKENIZER.decode(c) == RECORDS[i].output
+    assert int((y != -100).sum()) == sum(len(c) for _, c in examples)
+    with pytest.raises(ValueError, match="record 0"):
+        encode_sft(RECORDS, TOKENIZER, max_len=10)
+    with pytest.raises(TypeError):
+        encode_sft(RECORDS, object())
+
+
+def test_completion_batches_eos_matches_collate_completions():
+    x, y = next(completion_batches(TOKENIZER, sft_pairs(RECORDS[:1]), batch_size=2, eos=True))
+    x2, y2 = collate_completions(encode_sft(RECORDS[:1] * 2, TOKENIZER), TOKENIZER.pad_id)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=TOKENIZER.vocab_size, block_size=96, n_layer=2, n_head=2, n_embd=32))
+
+
+def masked_loss(model, records):
+    x, y = collate_completions(encode_sft(records, TOKENIZER), TOKENIZER.pad_id)
+    with torch.no_grad():
+        return model(x, y)[1].item()
+
+
+def test_sft_full_learns_the_responses():
+    model = tiny_model()
+    before = masked_loss(model, RECORDS)
+    cfg = TrainConfig(steps=150, lr=1e-2, min_lr=1e-3, warmup_steps=10, log_every=50, progress=False)
+    history = sft(model, TOKENIZER, RECORDS, cfg, batch_size=6, device="cpu")
+    assert history["loss"][-1] < history["loss"][0]
+    assert masked_loss(model, RECORDS) < 0.2 * before
+    answers = generate_responses(CourseLM(model, TOKENIZER), RECORDS, max_new_tokens=12)
+    assert answers == [r.output for r in RECORDS]
+
+
+def test_sft_lora_trains_only_the_adapters():
+    model = tiny_model()
+    frozen = {n: p.clone() for n, p in model.named_parameters()}
+    cfg = TrainConfig(steps=20, lr=3e-3, min_lr=3e-4, warmup_steps=2, log_every=10, progress=False)
+    sft(model, TOKENIZER, RECORDS, cfg, batch_size=4, lora={"target_modules": ["c_attn"], "r": 4}, device="cpu")
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[n.replace("c_attn.", "c_attn.base_layer.")], p) for n, p in frozen.items()
+               if n.replace("c_attn.", "c_attn.base_layer.") in params)
+    assert any(p.abs().sum() > 0 for n, p in params.items() if "lora_B" in n)
+    with pytest.raises(ValueError, match="target_modules"):
+        sft(tiny_model(), TOKENIZER, RECORDS, cfg, lora={"r": 4})
+    with pytest.raises(ValueError, match="empty"):
+        sft(tiny_model(), TOKENIZER, [], cfg)
+
+
+def test_generate_responses_batched_equals_one_by_one():
+    lm = CourseLM(tiny_model(3), TOKENIZER)
+    records = RECORDS + [Record("Name 3 fruits.", "", "x"), Record("Name 4 fruits.", "", "y")]   # equal lengths batch
+    got = generate_responses(lm, records, max_new_tokens=8)
+    want = [lm.generate(format_prompt(r), 8).split("\n")[0] for r in records]
+    assert got == want
+    with pytest.raises(TypeError):
+        generate_responses(lm.model, records)
+
+
+def test_hugging_face_model_answers():
+    lm = load_lm("random-gpt2", device="cpu")
+    answers = generate_responses(lm, [Record("Name a fruit.", "", "apple")], max_new_tokens=4)
+    assert len(answers) == 1 and isinstance(answers[0], str) and "\n" not in answers[0]
+    assert answers == [lm.generate(format_prompt(Record("Name a fruit.", "", "apple")), 4).split("\n")[0]]

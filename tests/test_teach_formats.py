@@ -1,0 +1,96 @@
+"""Teaching the course model the loop's formats: corpus tasks, format documents, the short fine-tune."""
+import random
+
+import pytest
+import torch
+
+from llmtap.model import GPT, GPTConfig
+from llmtap.self_instruct import Task, instruction_prompt, parse_instances, parse_instructions, parse_yes_no
+from llmtap.teach_formats import corpus_tasks, format_documents, teach_formats
+from llmtap.tokenizer import Tokenizer
+from llmtap.train import collate_completions
+
+
+def test_corpus_tasks_group_records_by_instruction():
+    tasks = corpus_tasks(120, seed=0)
+    assert len({t.instruction for t in tasks}) == len(tasks) and {t.lang for t in tasks} == {"en", "zh"}
+    assert all(t.instances for t in tasks) and sum(len(t.instances) for t in tasks) <= 120
+    labels = {t.instruction: t.is_classification for t in tasks}
+    assert labels["这个词属于哪一类？"] and not labels["Write this word backwards."]
+    assert corpus_tasks(120, seed=0) == tasks
+    with pytest.raises(ValueError, match="n_records"):
+        corpus_tasks(0)
+
+
+def test_format_documents_parse_back_to_what_they_were_built_from():
+    tasks = corpus_tasks(120)
+    by_instruction = {t.instruction: t for t in tasks}
+    docs = format_documents(tasks, random.Random(1), n_documents=60)
+    assert len(docs) == 60
+    for i, (prompt, continuation) in enumerate(docs):
+        if i % 3 == 0:                    # the shown instructions, then new ones, all from the tasks
+            shown = parse_instructions(prompt.split("\n", 1)[1])
+            new = parse_instructions(continuation)
+            assert len(new) == 2 and len(shown) == 8 and not set(new) & set(shown)
+            assert set(shown + new) <= set(by_instruction)
+            assert (prompt + continuation).startswith(instruction_prompt(shown, by_instruction[new[0]].lang))
+        elif i % 3 == 1:                  # the yes/no answer is the task's own label
+            task = by_instruction[prompt.rsplit("Task: ", 1)[1].split("\n")[0]]
+            assert prompt.endswith("Classification:" if task.lang == "en" else "分类任务:")
+            assert parse_yes_no(continuation) is task.is_classification
+        else:                             # the instance parses back to one of the task's instances
+            task = by_instruction[prompt.rsplit("Task: ", 1)[1].split("\n")[0]]
+            assert prompt.endswith("Class label:" if task.is_classification else "Input:")
+            pairs = parse_instances(continuation, output_first=task.is_classification)
+            assert len(pairs) == 1 and pairs[0] in task.instances
+
+
+def test_format_documents_bad_inputs():
+    tasks = [Task(f"task number {i}", [("", str(i))]) for i in range(4)]
+    assert len(format_documents(tasks, random.Random(0), 5)) == 5
+    with pytest.raises(TypeError, match="list of Task"):
+        format_documents(tasks[0], random.Random(0))
+    with pytest.raises(TypeError, match="list of Task"):
+        format_documents(["an instruction"], random.Random(0))
+    with pytest.raises(TypeError, match="random.Random"):
+        format_documents(tasks, 0)
+    with pytest.raises(ValueError, match="at least 3"):
+        format_documents(tasks[:2], random.Random(0))
+    with pytest.raises(ValueError, match="at least one"):
+        format_documents(tasks + [Task("a task without instances")], random.Random(0))
+    with pytest.raises(ValueError, match="n_documents"):
+        format_documents(tasks, random.Random(0), 0)
+    with pytest.raises(ValueError, match="n_shown"):
+        format_documents(tasks, random.Random(0), 3, n_shown=0)
+
+
+def test_teach_formats_lowers_the_loss_on_format_documents():
+    tasks = corpus_tasks(60)
+    tok = Tokenizer(sorted({c for t in tasks for text in (t.instruction, *sum(t.instances, ())) for c in text}))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=128, n_layer=2, n_head=2, n_embd=32))
+    held_out = format_documents(tasks, random.Random(99), 12, n_shown=2, n_shots=2)
+    rows = [(tok.encode(p, bos=True)[-60:], tok.encode(c)) for p, c in held_out]
+    x, y = collate_completions(rows, tok.pad_id)
+
+    def loss():
+        with torch.no_grad():
+            return float(model.eval()(x, y)[1])
+    before = loss()
+    history = teach_formats(model, tok, tasks, steps=100, batch_size=8, lr=3e-3, n_shown=2, n_shots=2, device="cpu")
+    after = loss()
+    assert len(history["loss"]) == 10 and history["loss"][-1] < history["loss"][0]
+    assert after < 0.6 * before, (before, after)
+
+
+def test_teach_formats_bad_inputs():
+    tok = Tokenizer("abc")
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=1, n_embd=8))
+    with pytest.raises(TypeError, match="course GPT"):
+        teach_formats("model", tok, corpus_tasks(12))
+    with pytest.raises(TypeError, match="course GPT"):
+        teach_formats(model, "tokenizer", corpus_tasks(12))
+    with pytest.raises(ValueError, match="steps"):
+        teach_formats(model, tok, corpus_tasks(12), steps=0)
+    with pytest.raises(TypeError, match="list of Task"):
+        teach_formats(model, tok, "tasks", steps=1)
