@@ -38,7 +38,6 @@ __all__ = ["Adapter", "WithAdapter", "add_adapters", "adapter_layers", "adapter_
            "mark_only_adapters_as_trainable", "save_adapters"]
 
 ADAPTER_FORMAT = "llmtap-adapters"
-BOTTLENECK = "bottleneck (the adapter's inner width m)"     # the argument's name in error messages
 
 
 class Adapter(nn.Module):
@@ -46,7 +45,7 @@ class Adapter(nn.Module):
 
     def __init__(self, d_model: int, bottleneck: int):
         super().__init__()
-        positive_int(bottleneck, BOTTLENECK)
+        positive_int(bottleneck, "bottleneck", meaning="the adapter's inner width m")
         self.d_model, self.bottleneck = d_model, bottleneck
         self.down = nn.Linear(d_model, bottleneck)             # W_down, b_down
         self.up = nn.Linear(bottleneck, d_model)               # W_up, b_up
@@ -98,7 +97,7 @@ def mark_only_adapters_as_trainable(model: nn.Module, train_layer_norms: bool = 
 def add_adapters(model: nn.Module, bottleneck: int = 16, train_layer_norms: bool = False) -> nn.Module:
     """Put a Houlsby adapter after the attention and after the MLP of every block of ``model``
     (the course ``GPT`` or a Hugging Face GPT-2), freeze everything else, and return the model."""
-    positive_int(bottleneck, BOTTLENECK)
+    positive_int(bottleneck, "bottleneck", meaning="the adapter's inner width m")
     if adapter_layers(model):
         raise ValueError("the model has adapters already; call add_adapters once per model")
     if isinstance(model, GPT):

@@ -6,6 +6,11 @@ than the matrix products, badly so when another process is busy on the same core
 import pytest
 import torch
 
+import llmtap
+from llmtap.lm import CourseLM
+from llmtap.model import GPT, GPTConfig
+from llmtap.tokenizer import Tokenizer
+
 torch.set_num_threads(1)
 
 
@@ -22,9 +27,6 @@ def pytest_collection_modifyitems(config, items):
 def sharp_gpt():
     """make(chars, block_size) -> (model, tokenizer): a small random GPT whose weights are drawn
     wide (std 0.3), so that its next-token distributions are far from uniform and scores differ."""
-    from llmtap.model import GPT, GPTConfig
-    from llmtap.tokenizer import Tokenizer
-
     def make(chars: str, block_size: int):
         tok = Tokenizer(chars)
         torch.manual_seed(0)
@@ -35,3 +37,16 @@ def sharp_gpt():
                     p.normal_(0, 0.3)
         return model, tok
     return make
+
+
+@pytest.fixture(scope="session")
+def toy(sharp_gpt):
+    """A CourseLM over a small sharp random GPT that knows the characters of the prompting tests."""
+    return CourseLM(*sharp_gpt("abcdefgh →我好感到不。，因为[]XZ\n", block_size=64))
+
+
+@pytest.fixture(scope="session")
+def course():
+    """The shipped course model behind the CausalLM interface, on the CPU."""
+    model, tok = llmtap.load_course_model("cpu")
+    return CourseLM(model.eval(), tok)

@@ -3,21 +3,8 @@ import random
 
 import pytest
 
-import llmtap
 from llmtap import corpus
 from llmtap.icl import ICLTask, icl_accuracy, icl_curve, icl_predict, icl_prompt, perturb_labels, select_demonstrations
-from llmtap.lm import CourseLM
-
-
-@pytest.fixture(scope="module")
-def toy(sharp_gpt):
-    return CourseLM(*sharp_gpt("abcdefgh →我好感到不。，因为[]XZ\n", block_size=64))
-
-
-@pytest.fixture(scope="module")
-def course():
-    model, tok = llmtap.load_course_model("cpu")
-    return CourseLM(model.eval(), tok)
 
 
 def test_icl_prompt_is_the_corpus_format():

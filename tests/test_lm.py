@@ -6,20 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import llmtap
 from llmtap import corpus
 from llmtap.lm import CausalLM, CourseLM, check_lm, right_padded, token_logprobs
-
-
-@pytest.fixture(scope="module")
-def toy(sharp_gpt):
-    return CourseLM(*sharp_gpt("abcdefgh →我好感到不。，因为[]XZ\n", block_size=64))
-
-
-@pytest.fixture(scope="module")
-def course():
-    model, tok = llmtap.load_course_model("cpu")
-    return CourseLM(model.eval(), tok)
 
 
 @pytest.fixture(scope="module")

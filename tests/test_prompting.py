@@ -5,24 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import llmtap
 from llmtap import corpus
-from llmtap.lm import CourseLM
 from llmtap.prompting import PromptClassifier, Template, Verbalizer, answer_search, check_answer_space
 
 SEED_X = "我不小心错过了公共汽车。"
 ZH_ANSWERS = ["太好了", "好", "一般", "不好", "糟糕"]
-
-
-@pytest.fixture(scope="module")
-def toy(sharp_gpt):
-    return CourseLM(*sharp_gpt("abcdefgh →我好感到不。，因为[]XZ\n", block_size=64))
-
-
-@pytest.fixture(scope="module")
-def course():
-    model, tok = llmtap.load_course_model("cpu")
-    return CourseLM(model.eval(), tok)
 
 
 def sequence_logprob(lm, text):

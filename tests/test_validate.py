@@ -46,3 +46,8 @@ def test_one_of_lists_the_choices():
     with pytest.raises(ValueError) as info:
         one_of("right", "too_long", ["error", "left"])
     assert str(info.value) == "too_long must be one of ('error', 'left'), got 'right'"
+
+
+def test_the_meaning_of_an_argument_goes_in_brackets():
+    with pytest.raises(ValueError, match=r"^bottleneck must be a positive int \(the inner width m\), got 0$"):
+        positive_int(0, "bottleneck", meaning="the inner width m")
