@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: install, run the unit tests on CUDA, then every benchmark on CUDA.
+# One call on a GPU machine: install, run the unit tests on CUDA, execute every notebook on CUDA
+# under nbval (each one timed), then every benchmark on CUDA.
 #   bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +11,17 @@ python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2
 pip install -q -e '.[test]'
 nvidia-smi --query-gpu=name,memory.total --format=csv
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-LLMTAP_TEST_DEVICE=cuda python -m pytest tests -q -o addopts="" -p no:cacheprovider
-python benchmarks/run.py --device cuda
+status=0
+LLMTAP_TEST_DEVICE=cuda python -m pytest tests -q -o addopts="" -p no:cacheprovider || status=1
+echo "notebooks on CUDA (nbval: checked cells must reproduce their committed CPU outputs):"
+for nb in solutions/*.ipynb chapters/*.ipynb; do
+  start=$(date +%s.%N)
+  if python -m pytest "$nb" -q -p no:cacheprovider > "/tmp/gpu-nbval-$(basename "$nb" .ipynb)-$(dirname "$nb").log" 2>&1; then
+    result=passed
+  else
+    result=FAILED; status=1
+  fi
+  printf '  %-42s %6.1f s  %s\n' "$nb" "$(echo "$(date +%s.%N) - $start" | bc)" "$result"
+done
+python benchmarks/run.py --device cuda || status=1
+exit $status

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import base_parser, interleaved, peak_memory, print_table, training_step  # noqa: E402
 
 from llmtap.lora import add_lora, merge_lora, unmerge_lora  # noqa: E402
-from llmtap.train import autocast_dtype, optimizer_state_bytes  # noqa: E402
+from llmtap.device import autocast_dtype  # noqa: E402
+from llmtap.train import optimizer_state_bytes  # noqa: E402
 
 warnings.filterwarnings("ignore")
 

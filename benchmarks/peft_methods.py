@@ -28,7 +28,8 @@ from llmtap.adapters import add_adapters  # noqa: E402
 from llmtap.lora import add_lora, merge_lora  # noqa: E402
 from llmtap.model import GPT, GPTConfig  # noqa: E402
 from llmtap.prefix import add_prefix_tuning, add_prompt_tuning  # noqa: E402
-from llmtap.train import autocast_dtype, count_parameters, optimizer_state_bytes  # noqa: E402
+from llmtap.device import autocast_dtype  # noqa: E402
+from llmtap.train import count_parameters, optimizer_state_bytes  # noqa: E402
 
 
 def methods(base: GPT, bottleneck: int, n_prefix: int) -> dict:

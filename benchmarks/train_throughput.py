@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import base_parser, interleaved, print_table, training_step  # noqa: E402
 
 from llmtap.model import GPT, GPTConfig  # noqa: E402
-from llmtap.train import autocast_dtype  # noqa: E402
+from llmtap.device import autocast_dtype  # noqa: E402
 
 
 class TorchReference(nn.Module):

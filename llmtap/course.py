@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import time
 from pathlib import Path
+
+from .widgets import STATIC_COPY
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", 'raise NotImplementedError("exercise not solved yet")')
@@ -131,16 +134,32 @@ def drift(solutions_dir=None, chapters_dir=None) -> list[str]:
     return problems
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def without_widget_state(nb):
+    """``nb`` with no saved widget state: neither the widgets' models (notebook metadata) nor the
+    outputs that only point at them. Saved, they show as "Error displaying widget" in JupyterLab
+    and as a text repr on GitHub; a running kernel builds the widgets afresh anyway."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if WIDGET_VIEW not in o.get("data", {})]
+    return nb
+
+
 def execute(paths, timeout: int = 600) -> None:
-    """Run each notebook top to bottom in its own folder and save it with fresh outputs."""
+    """Run each notebook top to bottom in its own folder and save it with fresh outputs (and no
+    widget state)."""
     import nbformat
     from nbclient import NotebookClient
+    os.environ[STATIC_COPY] = "1"        # the kernels inherit it: every explorer saves a static figure too
     for path in map(Path, paths):
         nb = _read(path)
         t0 = time.perf_counter()
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
-        nbformat.write(nb, str(path))
+        nbformat.write(without_widget_state(nb), str(path))
         print(f"executed {path} in {time.perf_counter() - t0:.1f} s", flush=True)
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 
 from .checkpoints import load_course_model
+from .device import pick_device
 from .lm import CausalLM, CourseLM
 from .model import GPT
-from .train import pick_device
 
 
 def _require_transformers():

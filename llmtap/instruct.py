@@ -4,17 +4,17 @@ A record is an instruction (指令), an optional input (输入) and the output (
 
     Record("把这个词翻译成英文。", "苹果", "apple")
 
-Readers cover the common formats:
+Readers and writers cover the common formats:
 
-=========  ======================================================  =============
-format     one example is                                          reader
-=========  ======================================================  =============
-Alpaca     {"instruction", "input", "output"} in a JSON list       read_alpaca
-JSONL      the same object, one per line                           read_jsonl
-Dolly      {"instruction", "context", "response", "category"}      read_dolly
-ShareGPT   {"conversations": [{"from": "human"|"gpt", "value"}]}   read_sharegpt
-OASST      message rows {"message_id", "parent_id", "role", "text"} read_oasst
-=========  ======================================================  =============
+=========  ======================================================  ============================
+format     one example is                                          read / write
+=========  ======================================================  ============================
+Alpaca     {"instruction", "input", "output"} in a JSON list       read_alpaca / write_alpaca
+JSONL      the same object, one per line                           read_jsonl / write_jsonl
+Dolly      {"instruction", "context", "response", "category"}      read_dolly / write_dolly
+ShareGPT   {"conversations": [{"from": "human"|"gpt", "value"}]}   read_sharegpt / write_sharegpt
+OASST      message rows {"message_id", "parent_id", "role", "text"} read_oasst / write_oasst
+=========  ======================================================  ============================
 
 Every reader takes a JSON list or JSON lines. A malformed example raises ``FormatError`` naming
 the file and the line. With ``on_error="skip"`` the reader goes on and returns, in
@@ -23,8 +23,8 @@ the file and the line. With ``on_error="skip"`` the reader goes on and returns, 
 Conversations (ShareGPT, OASST) give **one record per assistant turn**: the turn's user message
 is the instruction, its reply the output, and the turns before it the record's ``history``.
 An OASST tree (rebuilt from ``parent_id``) with several replies to a message gives one record
-per reply, each with the history of its own path from the root. ``write_sharegpt`` writes records
-back out as ShareGPT conversations (``Record.to_dict`` gives the Alpaca/JSONL object).
+per reply, each with the history of its own path from the root. The chat formats have no input
+field: their writers put a record's input after its instruction, following a blank line.
 
 Supervised fine-tuning on these records is in ``llmtap.sft``; ``llmtap.self_instruct`` generates
 new instructions from a few seed tasks.

@@ -1,43 +1,41 @@
-"""Chinese text in matplotlib plots, with or without a Chinese font installed.
+"""Chinese text in matplotlib plots, on every machine.
 
-Matplotlib's default font has no Chinese glyphs: a Chinese label comes out as empty boxes.
-``use_cjk_font`` switches to an installed font that has them; where there is none,
-``plot_text`` spells each CJK character as its code point (U+4F60), so that a plot stays readable.
-Nothing is downloaded.
+Matplotlib's own font has no Chinese glyphs, and Colab and most Linux machines have no Chinese
+font installed: a Chinese label would come out as empty boxes. The course therefore ships a
+small font of its own, a subset of Noto Sans CJK SC (SIL Open Font License) with a glyph for
+every character the course writes (``llmtap/data/fonts/README.txt`` says how it is rebuilt).
+Importing this module registers it with matplotlib and makes it the first sans-serif font;
+nothing is downloaded and no system font is needed.
 """
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 from matplotlib import font_manager, rcParams
 
-CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "SimHei",
-             "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")
-_FIRST_CJK = 0x2E80          # the first CJK block (radicals); kana, ideographs and Hangul come after
+FONT_PATH = Path(__file__).with_name("data") / "fonts" / "llmtap-sans-sc.otf"
+FONT_FAMILY = "llmtap Sans SC"                  # a name of its own: a full Noto Sans CJK SC may be installed too
+FALLBACK_FAMILY = "DejaVu Sans"                 # matplotlib's own font, for the few symbols it lacks (ℝ, ⟶)
 
 
-def use_cjk_font() -> str | None:
-    """Switch matplotlib to the first installed font of ``CJK_FONTS``; its name, or None if there is none."""
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    for name in CJK_FONTS:
-        if name in installed:
-            rcParams["font.sans-serif"] = [name] + list(rcParams["font.sans-serif"])
-            rcParams["axes.unicode_minus"] = False
-            return name
-    return None
+def use_course_font() -> str:
+    """Register the course's Chinese font with matplotlib and put it first; returns its family.
+
+    Safe to call again (after ``plt.rcdefaults()``, say): the font is added only once."""
+    if not FONT_PATH.is_file():
+        raise FileNotFoundError(f"the course font {FONT_PATH} is missing: reinstall llmtap")
+    if not any(Path(f.fname) == FONT_PATH for f in font_manager.fontManager.ttflist):
+        font_manager.fontManager.addfont(FONT_PATH)
+    rcParams["font.sans-serif"] = [FONT_FAMILY] + [f for f in rcParams["font.sans-serif"] if f != FONT_FAMILY]
+    # Matplotlib falls back glyph by glyph only along font.family, not along font.sans-serif.
+    if FALLBACK_FAMILY not in rcParams["font.family"]:
+        rcParams["font.family"] = list(rcParams["font.family"]) + [FALLBACK_FAMILY]
+    rcParams["axes.unicode_minus"] = False      # the ASCII hyphen for minus signs, as Chinese setups do
+    return FONT_FAMILY
 
 
-_HAS_CJK_FONT = None         # looked up on the first call of plot_text
-
-
-def plot_text(text: str) -> str:
-    """``text`` as it can be drawn: unchanged with a Chinese font, else CJK characters as U+XXXX."""
-    global _HAS_CJK_FONT
-    if _HAS_CJK_FONT is None:
-        _HAS_CJK_FONT = use_cjk_font() is not None
-    if _HAS_CJK_FONT:
-        return text
-    return "".join(c if ord(c) < _FIRST_CJK else f"U+{ord(c):04X}" for c in text)
-
-
-def has_cjk(text: str) -> bool:
-    """Whether ``text`` has a character that ``plot_text`` would spell out without a Chinese font."""
-    return any(ord(c) >= _FIRST_CJK for c in text)
+try:
+    use_course_font()
+except FileNotFoundError as e:        # plots still work, only Chinese text shows as boxes
+    warnings.warn(str(e), stacklevel=2)

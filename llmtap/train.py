@@ -18,26 +18,9 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from .device import autocast_dtype, pick_device
 from .tokenizer import Tokenizer
 from .validate import positive_int
-
-
-def pick_device(prefer: str | None = None) -> torch.device:
-    """cuda, then Apple's mps, then cpu; or the device named by ``prefer``."""
-    if prefer is not None:
-        return torch.device(prefer)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``device``: bf16 on CUDA when supported, else fp16; None on CPU/MPS."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 @dataclass

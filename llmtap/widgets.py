@@ -1,11 +1,13 @@
 """Interactive helpers for the notebooks: a live loss plot and small ipywidgets explorers.
 
 Each explorer is built by ``live_view``: controls above an output area that is drawn again
-whenever a control moves. Chinese labels go through ``llmtap.plots.plot_text``.
+whenever a control moves. They work with ipywidgets 7.7 (what Colab ships) and 8. Importing
+this module imports ``llmtap.plots``, which gives matplotlib the course's Chinese font.
 """
 from __future__ import annotations
 
 import math
+import os
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
@@ -13,10 +15,17 @@ import torch
 import torch.nn.functional as F
 from IPython.display import display
 
-from .plots import has_cjk, plot_text
+from . import plots  # noqa: F401  (registers the course's Chinese font with matplotlib)
 from .positions import alibi_bias, alibi_slopes, rope_inv_freq
 from .prompting import PromptClassifier, Verbalizer
 from .rouge import rouge_filter_scores
+
+# Set by ``python -m llmtap.course execute``: each explorer also draws its first view as a plain
+# figure, which is saved with the notebook, so a reader without a kernel (GitHub, a static viewer)
+# sees every analysis; a widget's live output is never saved.
+STATIC_COPY = "LLMTAP_STATIC_COPY"
+FIT_LABEL = {"description_width": "initial"}    # a control's description shown whole, not cut to "temperat…"
+TITLE_CHARS = 70                                # longer plot titles are cut, with an ellipsis
 
 
 class LiveLossPlot:
@@ -45,11 +54,45 @@ class LiveLossPlot:
             self.handle.update(self.fig)
 
 
+def ipywidgets_major() -> int:
+    """The major version of the installed ipywidgets (7 on Colab, 8 elsewhere)."""
+    return int(w.__version__.split(".")[0])
+
+
+_colab_manager_enabled = False
+
+
+def enable_colab_widget_manager() -> bool:
+    """On Colab with ipywidgets 8, switch on Colab's custom widget manager, without which those
+    widgets do not render (ipywidgets 7, Colab's own, needs nothing). Does it once; returns
+    whether it was switched on by this or an earlier call."""
+    global _colab_manager_enabled
+    if not _colab_manager_enabled and ipywidgets_major() >= 8:
+        try:
+            from google.colab import output     # here, not at the top: it exists only on Colab
+        except ImportError:
+            return False
+        output.enable_custom_widget_manager()
+        _colab_manager_enabled = True
+    return _colab_manager_enabled
+
+
+def shorten(text: str, limit: int = TITLE_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters, the last an ellipsis when it was cut."""
+    if limit < 2:
+        raise ValueError(f"limit must be at least 2 (one character and the ellipsis), got {limit}")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def live_view(rows, draw):
     """Controls above an output area: ``draw()`` runs now and again whenever a control changes.
 
     ``rows`` lists the controls top to bottom; a list inside it is one row (an HBox). Returns the
-    displayed VBox, whose children are those rows and then the output area."""
+    displayed VBox, whose children are those rows and then the output area. With the environment
+    variable LLMTAP_STATIC_COPY=1 the first view is drawn once more as a plain, saved figure."""
+    # Every explorer shows its widgets through here: the one place to prepare Colab before the
+    # first widget is displayed, and only once a notebook does show one.
+    enable_colab_widget_manager()
     out = w.Output()
 
     def redraw(*_):
@@ -63,6 +106,8 @@ def live_view(rows, draw):
     redraw()
     ui = w.VBox([w.HBox(row) if isinstance(row, list) else row for row in rows] + [out])
     display(ui)
+    if os.environ.get(STATIC_COPY) == "1":
+        draw()              # the first view again, into the cell's own output: saved with the notebook
     return ui
 
 
@@ -78,18 +123,26 @@ def next_token_probs(model, tokenizer, text: str, temperature: float = 1.0, top:
     return [tokenizer.id_to_piece(t) for t in i.tolist()], p.tolist()
 
 
-def next_token_explorer(model, tokenizer, text: str = "昨天我在公园里丢了钱包。我感到"):
+# An unfinished category list: about ten animals can come next, so the distribution is spread
+# out (top probability 0.19 at T = 1) and every move of the temperature reshapes it.
+EXPLORER_PROMPT = "动物：狐狸、猫、"
+
+
+def next_token_explorer(model, tokenizer, text: str = EXPLORER_PROMPT):
     """Type a prompt, move the temperature: the bar chart shows the next-token distribution."""
-    box = w.Text(value=text, description="prompt", layout=w.Layout(width="95%"))
-    temp = w.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.1, description="temperature")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str (the prompt), got {type(text).__name__}")
+    box = w.Text(value=text, description="prompt", layout=w.Layout(width="95%"), style=FIT_LABEL)
+    temp = w.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.1, description="temperature", style=FIT_LABEL)
 
     def draw():
         pieces, probs = next_token_probs(model, tokenizer, box.value, temp.value)
+        labels = [repr(p)[1:-1] for p in pieces]                 # repr shows "\n" and " "
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.bar(range(len(pieces)), probs, color="tab:orange")
-        ax.set_xticks(range(len(pieces)), [plot_text(repr(p)[1:-1]) for p in pieces],
-                      rotation=45 if has_cjk("".join(pieces)) else 0)        # U+XXXX labels need room
-        ax.set(ylim=(0, 1), ylabel="probability", title=f"next token, T = {temp.value:.1f}")
+        ax.set_xticks(range(len(pieces)), labels, rotation=45 if max(map(len, labels)) > 3 else 0)
+        prompt = shorten(box.value, TITLE_CHARS - 20)                       # cut the prompt, keep the T
+        ax.set(ylim=(0, 1), ylabel="probability", title=f"after {prompt!r}, T = {temp.value:.1f}")
         plt.show()
 
     return live_view([box, temp], draw)
@@ -103,9 +156,9 @@ def prompt_classifier_demo(lm, templates: dict, verbalizers: dict, text: str = "
     if not templates or not verbalizers:
         raise ValueError("give at least one template and one verbalizer, each as a dict name -> value")
     verbalizers = {k: v if isinstance(v, Verbalizer) else Verbalizer(v) for k, v in verbalizers.items()}
-    box = w.Text(value=text, description="x", layout=w.Layout(width="95%"))
-    pick_t = w.Dropdown(options=list(templates), description="template")
-    pick_v = w.Dropdown(options=list(verbalizers), description="verbalizer")
+    box = w.Text(value=text, description="x", layout=w.Layout(width="95%"), style=FIT_LABEL)
+    pick_t = w.Dropdown(options=list(templates), description="template", style=FIT_LABEL)
+    pick_v = w.Dropdown(options=list(verbalizers), description="verbalizer", style=FIT_LABEL)
 
     def draw():
         try:
@@ -121,7 +174,7 @@ def prompt_classifier_demo(lm, templates: dict, verbalizers: dict, text: str = "
         for i, p in enumerate(probs):
             ax.text(min(p + 0.02, 0.85), i, f"{p:.0%}", va="center")
         ax.set(xlim=(0, 1), xlabel="P(label | x)",
-               title=plot_text(clf.template.prompt(box.value))[:70])
+               title=shorten(clf.template.prompt(box.value)))
         fig.tight_layout()
         plt.show()
 
@@ -139,8 +192,8 @@ def lora_explorer(grid: dict, full_spectrum=None):
         raise ValueError("grid is empty: train LoRA for a few (r, alpha) pairs first")
     ranks = sorted({r for r, _ in grid})
     alphas = sorted({a for _, a in grid})
-    pick_r = w.SelectionSlider(options=ranks, value=ranks[len(ranks) // 2], description="rank r")
-    pick_a = w.SelectionSlider(options=alphas, value=alphas[len(alphas) // 2], description="alpha")
+    pick_r = w.SelectionSlider(options=ranks, value=ranks[len(ranks) // 2], description="rank r", style=FIT_LABEL)
+    pick_a = w.SelectionSlider(options=alphas, value=alphas[len(alphas) // 2], description="alpha", style=FIT_LABEL)
 
     def draw():
         run = grid.get((pick_r.value, pick_a.value))
@@ -177,8 +230,8 @@ def peft_explorer(results: dict):
             if missing:
                 raise ValueError(f"results[{method!r}][{size!r}] lacks {sorted(missing)}")
     methods = list(results)
-    pick_m = w.Dropdown(options=methods, value=methods[0], description="method")
-    pick_s = w.SelectionSlider(options=list(results[methods[0]]), description="size")
+    pick_m = w.Dropdown(options=methods, value=methods[0], description="method", style=FIT_LABEL)
+    pick_s = w.SelectionSlider(options=list(results[methods[0]]), description="size", style=FIT_LABEL)
 
     def draw():
         run = results[pick_m.value].get(pick_s.value)
@@ -234,8 +287,8 @@ def alibi_explorer(max_heads: int = 16, max_length: int = 64):
     """Sliders for the number of heads and the length: the ALiBi bias of each head as a heatmap."""
     if max_heads <= 0 or max_length <= 1:
         raise ValueError(f"need max_heads > 0 and max_length > 1, got {max_heads}, {max_length}")
-    heads = w.IntSlider(value=min(8, max_heads), min=1, max=max_heads, description="heads")
-    length = w.IntSlider(value=min(16, max_length), min=2, max=max_length, description="length")
+    heads = w.IntSlider(value=min(8, max_heads), min=1, max=max_heads, description="heads", style=FIT_LABEL)
+    length = w.IntSlider(value=min(16, max_length), min=2, max=max_length, description="length", style=FIT_LABEL)
 
     def draw():
         alibi_heatmaps(heads.value, length.value)
@@ -257,7 +310,9 @@ def rope_angles_figure(position: int, trained_len: int, factor: float, rope_type
     plain, _ = rope_inv_freq(head_dim, base)
     scaling = None if factor == 1.0 or rope_type == "none" else \
         {"rope_type": rope_type, "factor": factor, "original_max_position_embeddings": trained_len}
-    scaled, _ = rope_inv_freq(head_dim, base, scaling, seq_len=int(trained_len * factor))
+    # Dynamic NTK rescales for the length of the sequence at hand: one that reaches ``position``
+    # (at least L long, below which it leaves RoPE unchanged). The other types ignore seq_len.
+    scaled, _ = rope_inv_freq(head_dim, base, scaling, seq_len=max(position + 1, trained_len))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     circle = torch.linspace(0, 2 * math.pi, 200)
     left.plot(circle.cos().numpy(), circle.sin().numpy(), color="lightgray")
@@ -286,10 +341,11 @@ def rope_angles_figure(position: int, trained_len: int, factor: float, rope_type
 def rope_explorer(trained_len: int = 64, head_dim: int = 32):
     """Sliders for the position, the pair, the factor and the scaling type: where RoPE's angles go
     beyond what training showed, and how interpolation, NTK and YaRN bring them back."""
-    position = w.IntSlider(value=2 * trained_len, min=0, max=8 * trained_len, description="position")
-    pair = w.IntSlider(value=head_dim // 2 - 1, min=0, max=head_dim // 2 - 1, description="pair i")
-    factor = w.FloatSlider(value=4.0, min=1.0, max=8.0, step=0.5, description="factor s")
-    kind = w.Dropdown(options=["linear", "ntk", "yarn", "dynamic"], value="linear", description="scaling")
+    position = w.IntSlider(value=2 * trained_len, min=0, max=8 * trained_len, description="position", style=FIT_LABEL)
+    pair = w.IntSlider(value=head_dim // 2 - 1, min=0, max=head_dim // 2 - 1, description="pair i", style=FIT_LABEL)
+    factor = w.FloatSlider(value=4.0, min=1.0, max=8.0, step=0.5, description="factor s", style=FIT_LABEL)
+    kind = w.Dropdown(options=["linear", "ntk", "yarn", "dynamic"], value="linear", description="scaling",
+                      style=FIT_LABEL)
 
     def draw():
         rope_angles_figure(position.value, trained_len, factor.value, kind.value, head_dim, pair.value)
@@ -305,7 +361,7 @@ def rouge_threshold_explorer(candidates: list[str], pool: list[str], threshold: 
     histogram of each candidate's highest similarity. The filter runs again at every move."""
     if not candidates:
         raise ValueError("give at least one candidate instruction")
-    slider = w.FloatSlider(value=threshold, min=0.1, max=1.0, step=0.05, description="threshold")
+    slider = w.FloatSlider(value=threshold, min=0.1, max=1.0, step=0.05, description="threshold", style=FIT_LABEL)
 
     def draw():
         best = rouge_filter_scores(candidates, pool, slider.value)

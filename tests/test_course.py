@@ -202,3 +202,24 @@ def test_installed_package_uses_the_current_directory_or_root(tmp_path):
     done = _run_installed(site, nowhere, "--root", str(checkout), "chapters")
     assert done.returncode == 0 and (checkout / "chapters" / "01_a.ipynb").is_file()
     assert _run_installed(site, nowhere, "--root", str(checkout), "check").returncode == 0
+
+
+def test_saved_notebooks_carry_no_widget_state():
+    nb = new_notebook(cells=[new_code_cell("explorer()"), new_code_cell("print(1)")])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nb.cells[0].outputs = [new_output("display_data", data={course.WIDGET_VIEW: {"model_id": "abc"},
+                                                            "text/plain": "VBox(children=(...))"}),
+                           new_output("stream", name="stdout", text="drawn\n")]
+    nb.cells[1].outputs = [new_output("stream", name="stdout", text="1\n")]
+    clean = course.without_widget_state(nb)
+    assert "widgets" not in clean.metadata
+    assert [o.output_type for o in clean.cells[0].outputs] == ["stream"]          # the view is gone, text stays
+    assert clean.cells[1].outputs[0].text == "1\n"
+
+
+def test_committed_notebooks_carry_no_widget_state():
+    for path in sorted(Path(course.course_root()).glob("*/[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        assert "widgets" not in nb.metadata, f"{path} has saved widget state; run python -m llmtap.course execute"
+        assert not any(course.WIDGET_VIEW in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
+                       for o in c.outputs), f"{path} saves a widget view; run python -m llmtap.course execute"

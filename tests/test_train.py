@@ -6,8 +6,8 @@ import torch
 from llmtap.model import GPT, GPTConfig
 from llmtap.tokenizer import Tokenizer
 from llmtap.checkpoints import load_checkpoint
-from llmtap.train import (TrainConfig, autocast_dtype, completion_batches, cosine_lr, count_parameters, make_optimizer,
-                          mark_only_trainable, pick_device, train)
+from llmtap.train import (TrainConfig, completion_batches, cosine_lr, count_parameters, make_optimizer,
+                          mark_only_trainable, train)
 
 
 def tiny(seed=0, **kw):
@@ -47,22 +47,6 @@ def test_cosine_lr_without_warmup():
 def test_train_config_bad_inputs(kw):
     with pytest.raises(ValueError):
         TrainConfig(**kw)
-
-
-def test_pick_device_prefer():
-    assert pick_device("cpu") == torch.device("cpu")
-    assert pick_device("cuda:1") == torch.device("cuda", 1)
-
-
-def test_pick_device_cpu_here():
-    if torch.cuda.is_available() or torch.backends.mps.is_available():
-        pytest.skip("an accelerator is present")
-    assert pick_device() == torch.device("cpu")
-
-
-@pytest.mark.cuda
-def test_pick_device_cuda():
-    assert pick_device().type == "cuda"
 
 
 def test_make_optimizer_groups_and_no_params():
@@ -132,10 +116,6 @@ def test_training_frozen_model_raises():
     model = tiny().requires_grad_(False)
     with pytest.raises(ValueError):
         train(model, lambda: _fixed_batch(), TrainConfig(steps=1, progress=False), device="cpu")
-
-
-def test_autocast_dtype_cpu():
-    assert autocast_dtype(torch.device("cpu")) is None
 
 
 def test_completion_batches_mask_everything_but_the_completion():

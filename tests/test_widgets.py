@@ -1,10 +1,15 @@
+import math
+import sys
 import time
+import types
 
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import ipywidgets
 import pytest
 import torch
+import torch.nn.functional as F
 
 from llmtap import widgets
 from llmtap.lm import CourseLM
@@ -13,6 +18,13 @@ from llmtap.positions import alibi_bias
 from llmtap.rouge import rouge_filter
 from llmtap.self_instruct import load_seed_tasks
 from llmtap.tokenizer import Tokenizer
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Under Agg, plt.show() keeps each explorer's figure open: close them after every test."""
+    yield
+    plt.close("all")
 
 
 @pytest.fixture
@@ -51,10 +63,52 @@ def test_live_loss_plot_records_points():
     assert list(line.get_ydata()) == [2.5, 2.0]
 
 
-def test_next_token_explorer_builds(tiny):
+def controls(ui) -> list:
+    """The controls of an explorer: its rows, HBoxes opened, without the output area."""
+    rows = ui.children[:-1]
+    return [c for row in rows for c in (row.children if isinstance(row, ipywidgets.HBox) else [row])]
+
+
+def last_title() -> str:
+    return plt.gcf().axes[0].get_title()
+
+
+def test_next_token_explorer_builds_and_redraws(tiny):
     model, tok = tiny
     ui = widgets.next_token_explorer(model, tok, "ab")
     assert len(ui.children) == 3
+    assert last_title() == "after 'ab', T = 1.0"
+    ui.children[1].value = 2.0                               # the temperature slider
+    assert last_title() == "after 'ab', T = 2.0"
+    ui.children[0].value = "a" * 200                          # a long prompt is cut, the T kept
+    assert last_title().endswith("…', T = 2.0") and len(last_title()) <= widgets.TITLE_CHARS
+    with pytest.raises(TypeError, match="str"):
+        widgets.next_token_explorer(model, tok, 42)
+
+
+def test_the_default_prompt_has_a_spread_out_next_token_distribution(course):
+    # the course model must be unsure after it, or the bars do not move with the temperature
+    model, tok = course.model, course.tokenizer
+    ids = torch.tensor([tok.encode(widgets.EXPLORER_PROMPT, bos=True)])
+    with torch.no_grad():
+        logits = model(ids)[0][0, -1].float()
+    p1, p11 = F.softmax(logits, -1), F.softmax(logits / 1.1, -1)
+    entropy = -(p1 * p1.clamp_min(1e-12).log()).sum().item()
+    assert p1.max() < 0.5 and entropy > math.log(4), (p1.max().item(), entropy)
+    assert (p1 - p11).abs().max() > 0.005                      # T = 1.0 -> 1.1 visibly moves a bar
+
+
+def test_every_control_shows_its_whole_label(tiny):
+    model, tok = tiny
+    explorers = [widgets.next_token_explorer(model, tok, "ab"),
+                 widgets.prompt_classifier_demo(CourseLM(model, tok), {"t": "[X]我感到[Z]"}, {"v": {"pos": ["a"]}}, "ab"),
+                 widgets.lora_explorer({(1, 2): {"params": 1, "accuracy": 0.5, "spectrum": [1.0]}}),
+                 widgets.peft_explorer({"m": {1: {"params": 1, "percent": 0.1, "latency": 1.0}}}),
+                 widgets.alibi_explorer(4, 8), widgets.rope_explorer(16, 8),
+                 widgets.rouge_threshold_explorer(["a b"], ["c d"])]
+    for ui in explorers:
+        for control in controls(ui):
+            assert control.style.description_width == "initial", control.description
 
 
 def test_prompt_classifier_demo_updates_and_reports_bad_input(tiny, capsys):
@@ -68,6 +122,15 @@ def test_prompt_classifier_demo_updates_and_reports_bad_input(tiny, capsys):
     assert "cannot classify this: the tokenizer has no token for the characters ['🙂']" in capsys.readouterr().out
     with pytest.raises(ValueError, match="at least one template"):
         widgets.prompt_classifier_demo(lm, {}, {"v": {"pos": ["a"]}})
+
+
+def test_prompt_classifier_demo_cuts_a_long_title_before_drawing_it(sharp_gpt):
+    lm = CourseLM(*sharp_gpt("ab我感到", block_size=128))
+    widgets.prompt_classifier_demo(lm, {"t": "[X]我感到[Z]"}, {"v": {"pos": ["a"], "neg": ["b"]}}, text="我" * 100)
+    title = last_title()
+    assert len(title) == widgets.TITLE_CHARS and title == "我" * (widgets.TITLE_CHARS - 1) + "…"
+    with pytest.raises(ValueError, match="at least 2"):
+        widgets.shorten("abc", 1)
 
 
 def test_lora_explorer(capsys):
@@ -128,6 +191,25 @@ def test_rope_angles_figure():
         widgets.rope_angles_figure(10, 64, 0.5)
 
 
+def scaled_over_plain(position: int, trained_len: int = 64, factor: float = 4.0, rope_type: str = "dynamic"):
+    """Per pair, the scaled angle ratio of the right panel over the unscaled one (slow pairs only,
+    whose angles stay below one turn, so neither is capped)."""
+    fig = widgets.rope_angles_figure(position, trained_len, factor, rope_type, head_dim=16)
+    plain, scaled = (torch.tensor(line.get_ydata()) for line in fig.axes[1].get_lines()[:2])
+    plt.close(fig)
+    return (scaled / plain)[-3:]
+
+
+def test_dynamic_rope_follows_the_position():
+    inside = scaled_over_plain(40)                                # within L = 64: RoPE unchanged
+    assert torch.allclose(inside, torch.ones_like(inside))
+    assert torch.allclose(scaled_over_plain(63), torch.ones(3))
+    near, far = scaled_over_plain(100), scaled_over_plain(400)  # longer sequence: stronger scaling
+    assert (far < near).all() and (near < 1).all(), (near, far)
+    # the other types do not depend on the length: the same ratio at every position
+    assert torch.allclose(scaled_over_plain(100, rope_type="ntk"), scaled_over_plain(400, rope_type="ntk"))
+
+
 def test_alibi_and_rope_explorers_build():
     pytest.importorskip("ipywidgets")
     ui = widgets.alibi_explorer(8, 32)
@@ -135,7 +217,10 @@ def test_alibi_and_rope_explorers_build():
     heads.value = 3
     assert heads.value == 3
     ui = widgets.rope_explorer(64, 16)
-    ui.children[1].children[1].value = "yarn"
+    ui.children[1].children[1].value = "dynamic"
+    before = plt.gcf().axes[1].get_lines()[1].get_ydata().copy()
+    ui.children[0].children[0].value = 400                 # the position slider redraws "dynamic" too
+    assert (plt.gcf().axes[1].get_lines()[1].get_ydata() != before).any()
     with pytest.raises(ValueError):
         widgets.alibi_explorer(0, 32)
 
@@ -171,3 +256,93 @@ def test_rouge_threshold_explorer_redraws_fast_at_the_chapters_size():
     t0 = time.perf_counter()
     slider.value = 0.5
     assert time.perf_counter() - t0 < 1.0
+
+
+# ----------------------------------------------------------------------------- ipywidgets 7 and 8, Colab
+def test_live_view_redraws_on_every_kind_of_control():
+    calls = []
+    text, slider = ipywidgets.Text(value="a"), ipywidgets.IntSlider(value=1)
+    pick = ipywidgets.Dropdown(options=["x", "y"])
+    ui = widgets.live_view([text, [slider, pick]], lambda: calls.append((text.value, slider.value, pick.value)))
+    assert isinstance(ui.children[-1], ipywidgets.Output) and len(ui.children) == 3
+    text.value, slider.value, pick.value = "b", 5, "y"
+    assert calls == [("a", 1, "x"), ("b", 1, "x"), ("b", 5, "x"), ("b", 5, "y")]
+
+
+@pytest.fixture
+def fake_colab(monkeypatch):
+    """A google.colab module whose output.enable_custom_widget_manager records its calls."""
+    calls = []
+    colab = types.ModuleType("google.colab")
+    colab.output = types.SimpleNamespace(enable_custom_widget_manager=lambda: calls.append(1))
+    google = types.ModuleType("google")
+    google.colab = colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(widgets, "_colab_manager_enabled", False)
+    return calls
+
+
+def test_colab_with_ipywidgets_8_gets_its_custom_widget_manager_once(fake_colab, monkeypatch):
+    monkeypatch.setattr(widgets.w, "__version__", "8.1.5")
+    widgets.alibi_explorer(4, 8)
+    widgets.rouge_threshold_explorer(["a b"], ["c d"])
+    assert fake_colab == [1]
+
+
+def test_colab_with_ipywidgets_7_needs_no_widget_manager(fake_colab, monkeypatch):
+    monkeypatch.setattr(widgets.w, "__version__", "7.7.1")
+    widgets.alibi_explorer(4, 8)
+    assert fake_colab == []
+    assert widgets.enable_colab_widget_manager() is False
+
+
+def test_off_colab_nothing_is_enabled(monkeypatch):
+    monkeypatch.setitem(sys.modules, "google.colab", None)        # import google.colab fails
+    monkeypatch.setattr(widgets, "_colab_manager_enabled", False)
+    monkeypatch.setattr(widgets.w, "__version__", "8.1.5")
+    assert widgets.enable_colab_widget_manager() is False
+
+
+def test_ipywidgets_major():
+    assert widgets.ipywidgets_major() == int(ipywidgets.__version__.split(".")[0]) >= 7
+
+
+KERNEL_CELLS = ["%matplotlib inline\nfrom llmtap import widgets",
+                "still = widgets.alibi_explorer(2, 4)",
+                "moved = widgets.alibi_explorer(2, 4)",
+                "moved.children[0].children[0].value = 1       # redraws, from a later cell as a student would"]
+
+
+def explorer_pngs(nb) -> list[list[str]]:
+    """The PNGs in the output area of each displayed explorer, in display order."""
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    shown = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for cell in nb.cells
+             for o in cell.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    areas = [state[vbox]["state"]["children"][-1].removeprefix("IPY_MODEL_") for vbox in shown]
+    return [[o["data"]["image/png"] for o in state[area]["state"]["outputs"] if "image/png" in o.get("data", {})]
+            for area in areas]
+
+
+@pytest.mark.slow
+def test_an_explorer_draws_and_redraws_in_a_kernel():
+    # Output widgets capture a drawing only inside a kernel: run one the way a notebook does
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in KERNEL_CELLS])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True).execute()
+    still, moved = explorer_pngs(nb)
+    assert len(still) == len(moved) == 1                       # a first drawing each, cleared on redraw
+    assert still != moved                                      # the moved one drew again: 1 head, not 2
+
+
+def test_a_static_copy_of_the_first_view_only_when_asked(monkeypatch):
+    drawn = []
+    slider = ipywidgets.IntSlider(value=1)
+    monkeypatch.delenv(widgets.STATIC_COPY, raising=False)
+    widgets.live_view([slider], lambda: drawn.append("view"))
+    assert drawn == ["view"]                                   # the live output's first drawing only
+    drawn.clear()
+    monkeypatch.setenv(widgets.STATIC_COPY, "1")
+    widgets.live_view([slider], lambda: drawn.append("view"))
+    assert drawn == ["view", "view"]                           # and once more, as a plain saved figure
