@@ -326,6 +326,10 @@ def run_notebook(path: Path, work_root: Path, out_dir: Path, venv: Path, baselin
     target = workdir / path.name
     shutil.copy2(path, target)
     nb = nbformat.read(target, as_version=4)
+    for cell in nb.cells:       # outputs and timings saved in the file must not pass for this run's
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            cell.metadata.pop("execution", None)
 
     if installed_from(venv) is not None:
         raise SetupError("llmtap is importable before the notebook ran: the install branch would be skipped")
@@ -372,6 +376,8 @@ def run_notebook(path: Path, work_root: Path, out_dir: Path, venv: Path, baselin
     bad = [e for e in errors if not e["expected"]]
     if bad or res["problems"]:
         res["result"] = "FAILED"
+    if any(n in changed or n in removed for n in PINNED):
+        res["result"] = "FAILED (pip)"
     for n, e in enumerate(errors):
         tag = "expected error (raises-exception)" if e["expected"] else "ERROR"
         if n < 8:

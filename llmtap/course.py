@@ -157,8 +157,9 @@ def execute(paths, timeout: int = 600) -> None:
     for path in map(Path, paths):
         nb = _read(path)
         t0 = time.perf_counter()
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
+        # the client keeps widget state while it runs (its Output-widget hook needs it); none is saved
         nbformat.write(without_widget_state(nb), str(path))
         print(f"executed {path} in {time.perf_counter() - t0:.1f} s", flush=True)
 
