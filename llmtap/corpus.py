@@ -2,11 +2,13 @@
 
 The course model learns everything it knows from these generators:
 
-* event -> feeling sentences, ``昨天我在公园里丢了钱包。我感到糟糕。`` / ``... I feel terrible.``,
-  with some (time, place, event) combinations held out for testing prompt classification;
-* category facts, lists and unnamed groups, ``苹果是一种水果。`` / ``fruit: lemon, apple, pear.`` / ``lemon, apple, pear.``;
-* in-context mapping sequences, ``苹果→乙`` lines whose labels are drawn afresh for each
-  sequence, so the label of a query can only be copied from the demonstrations above it;
+* event -> feeling sentences, ``昨天我在公园里丢了钱包。我感到糟糕。`` / ``... I feel terrible.``;
+  the events are fixed ones and composed ones (an action done to an object), and a fifth of the
+  composed events never appear in pretraining: the honest test of prompt classification;
+* category facts, lists and unnamed groups, ``苹果是一种水果。`` / ``fruit: lemon, apple, pear.`` / ``lemon, apple, pear.``,
+  and translations, ``苹果的英文是apple。`` / ``The Chinese for apple is 苹果.``;
+* in-context mapping sequences, ``苹果→乙`` lines (or event sentences) whose labels are drawn
+  afresh for each sequence, so the label of a query can only be copied from the demonstrations;
 * repeats, a random string written twice, which teach the model to copy from its context;
 * instruction / response pairs for a few simple tasks (for supervised fine-tuning);
 * long filler text with a hidden pass key (for the context-length lessons).
@@ -22,9 +24,9 @@ from dataclasses import dataclass
 
 from .icl import ICL_TEMPLATE, ICLTask
 from .prompting import Template
-from .world import (ANSWERS, CATEGORIES, CATEGORY_NAMES, EVENTS, EXTRA_CHARACTERS, FACT_PHRASES, FILLER, INSTRUCTIONS,
-                    LABEL_NAMES_ZH, LABEL_WORDS, LABELS, LANGS, LIST_SEPARATOR, PASSKEY_NEEDLE, PASSKEY_QUESTION, PLACES,
-                    TAUGHT_TEMPLATES, TIMES)
+from .world import (ACTIONS, ANSWERS, CATEGORIES, CATEGORY_NAMES, EVENTS, EXTRA_CHARACTERS, FACT_PHRASES, FILLER, INSTRUCTIONS,
+                    LABEL_NAMES_ZH, LABEL_WORDS, LABELS, LANGS, LIST_SEPARATOR, OBJECTS, PASSKEY_NEEDLE, PASSKEY_QUESTION, PLACES,
+                    TAUGHT_TEMPLATES, SUM_PHRASES, TIMES, TRANSLATION_PHRASES)
 
 
 # ----------------------------------------------------------------------------- sentiment
@@ -36,6 +38,30 @@ def sentiment_verbalizer(lang: str) -> dict:
     """label -> answers, e.g. {'negative': ['不好', '糟糕'], 'neutral': ['一般'], 'positive': ['太好了', '好']}."""
     _check_lang(lang)
     return {y: [z for level, z in ANSWERS[lang].items() if level_to_label(level) == y] for y in LABELS}
+
+
+def _composed_events() -> list[tuple[str, str, int]]:
+    """Every (action, object) event of world.ACTIONS x world.OBJECTS as (zh, en, level), with
+    level = polarity * (1 + valuable); a pair that reads like a fixed event is left out."""
+    fixed = {text for e in EVENTS for text in e[:2]}
+    events = []
+    for zh, en, polarity in ACTIONS:
+        for ozh, oen, valuable in OBJECTS:
+            event = (zh.format(o=ozh), en.format(o=oen), polarity * (1 + valuable))
+            if not set(event[:2]) & fixed:
+                events.append(event)
+    return events
+
+
+# The course's events: the fixed ones of world.EVENTS first, then the composed ones.
+ALL_EVENTS = list(EVENTS) + _composed_events()
+SPLITS = ("train", "seen", "test")
+
+
+def is_unseen_event(e: int) -> bool:
+    """True for the fixed fifth of the composed events that pretraining never writes, in any
+    sentence, mapping or instruction: the "test" split of the sentiment lessons."""
+    return e >= len(EVENTS) and zlib.crc32(ALL_EVENTS[e][1].encode()) % 5 == 0
 
 
 @dataclass(frozen=True)
@@ -52,12 +78,13 @@ class Event:
 
 
 def _is_heldout(*key) -> bool:
-    # A fixed 20% of the (time, place, event) combinations never appear in pretraining.
+    # A fixed 20% of the (time, place, event) combinations of the seen events never appear in
+    # pretraining: the "seen" split (a known event in a new setting).
     return zlib.crc32("|".join(map(str, key)).encode()) % 5 == 0
 
 
 def event_sentence(e: int, t: int | None, p: int | None, lang: str) -> str:
-    zh, en, _ = EVENTS[e]
+    zh, en, _ = ALL_EVENTS[e]
     if lang == "zh":
         time = TIMES[t][0] if t is not None else ""
         place = PLACES[p][0] if p is not None else ""
@@ -70,17 +97,27 @@ def event_sentence(e: int, t: int | None, p: int | None, lang: str) -> str:
 
 
 def sample_event(rng: random.Random, lang: str, split: str = "train") -> Event:
-    """An event sentence from the train or the held-out ("test") combinations."""
+    """An event sentence of one split:
+
+    * ``"train"``: what pretraining writes, seen events in most (time, place) settings;
+    * ``"seen"``: seen events in the (time, place) settings pretraining leaves out (memory);
+    * ``"test"``: composed events pretraining never writes at all (generalisation).
+    """
     _check_lang(lang)
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    events = _UNSEEN_EVENTS if split == "test" else _SEEN_EVENTS
     while True:
-        e = rng.randrange(len(EVENTS))
+        e = rng.choice(events)
         if split == "train" and rng.random() < 0.1:      # the bare sentence, as in the seed's example
-            return Event(event_sentence(e, None, None, lang), EVENTS[e][2], lang, e)
+            return Event(event_sentence(e, None, None, lang), ALL_EVENTS[e][2], lang, e)
         t, p = rng.randrange(len(TIMES)), rng.randrange(len(PLACES))
-        if _is_heldout(e, t, p) == (split == "test"):
-            return Event(event_sentence(e, t, p, lang), EVENTS[e][2], lang, e)
+        if split == "test" or _is_heldout(e, t, p) == (split == "seen"):
+            return Event(event_sentence(e, t, p, lang), ALL_EVENTS[e][2], lang, e)
+
+
+_UNSEEN_EVENTS = [e for e in range(len(ALL_EVENTS)) if is_unseen_event(e)]
+_SEEN_EVENTS = [e for e in range(len(ALL_EVENTS)) if not is_unseen_event(e)]
 
 
 def sentiment_document(rng: random.Random, lang: str) -> str:
@@ -137,6 +174,52 @@ def category_document(rng: random.Random, lang: str) -> str:
     return ("" if lang == "zh" else " ").join(parts)
 
 
+def translation_document(rng: random.Random, lang: str) -> str:
+    """A few translations in a row, e.g. '苹果的英文是apple。梨的英文是pear。': they tie each word to its
+    other-language twin, so what the model knows of a word in one language can carry to the other."""
+    parts = []
+    for _ in range(rng.randint(2, 5)):
+        zh, en = rng.choice(CATEGORIES[rng.choice(CATEGORY_NAMES)])
+        parts.append(rng.choice(TRANSLATION_PHRASES[lang]).format(zh=zh, en=en))
+    return ("" if lang == "zh" else " ").join(parts)
+
+
+def sum_document(rng: random.Random, lang: str) -> str:
+    """A few sums of two numbers from 0 to 20, e.g. '3加4等于7。12加0等于12。': the facts the "add"
+    instruction asks for, known before any fine-tuning."""
+    parts = []
+    for _ in range(rng.randint(2, 5)):
+        a, b = rng.randint(0, 20), rng.randint(0, 20)
+        parts.append(SUM_PHRASES[lang].format(a=a, b=b, c=a + b))
+    return ("" if lang == "zh" else " ").join(parts)
+
+
+FACTS = ("category", "translation", "sum")
+
+
+def fact_probes(fact: str, lang: str) -> list[tuple[str, str]]:
+    """(prompt, answer) for every item: the first phrasing of a fact cut before its answer,
+    e.g. ('苹果是一种', '水果。') or ('The Chinese for apple is ', '苹果.'). The answer ends with the
+    sentence's full stop, so a model that knows the fact also knows where it ends."""
+    _check_lang(lang)
+    if fact not in FACTS:
+        raise ValueError(f"fact must be one of {FACTS}, got {fact!r}")
+    if fact == "sum":
+        before, after = SUM_PHRASES[lang].split("{c}")
+        return [(before.format(a=a, b=b), f"{a + b}{after}") for a in range(21) for b in range(21)]
+    probes = []
+    for (cz, ce), items in CATEGORIES.items():
+        for zh, en in items:
+            if fact == "category":
+                phrase, fill = FACT_PHRASES[lang][0], {"item": zh if lang == "zh" else en, "name": "\0"}
+            else:
+                phrase, fill = TRANSLATION_PHRASES[lang][0], {"zh": zh, "en": "\0"} if lang == "zh" else {"zh": "\0", "en": en}
+            prompt, end = phrase.format(**fill).split("\0")
+            answer = (cz if lang == "zh" else ce) if fact == "category" else (en if lang == "zh" else zh)
+            probes.append((prompt, answer + end))
+    return probes
+
+
 # ----------------------------------------------------------------------------- in-context mappings
 # Mapping sequences are written in llmtap.icl's format, x→y lines (icl.ICL_TEMPLATE).
 def sample_mapping(rng: random.Random, k: int, lang: str, query_split: str = "train",
@@ -144,46 +227,57 @@ def sample_mapping(rng: random.Random, k: int, lang: str, query_split: str = "tr
     """A fresh random mapping with k demonstrations and one query, as an ``llmtap.icl.ICLTask``.
 
     ``kind="category"``: items are words, the class is their category (3 of the 8 categories).
-    ``kind="sentiment"``: items are event sentences, the class is their polarity.
+    ``kind="sentiment"``: items are bare event sentences ('I lost my pen.'), the class is their
+    polarity; ``query_split="test"`` asks about an event pretraining never wrote.
     ``balanced``: demonstrations cycle through the classes (in a shuffled order), so k >= 3
-    shows every class at least once; otherwise classes are drawn independently.
+    shows every class at least once; otherwise classes are drawn independently. No item is
+    shown twice, nor asked about, while its class has one not shown yet.
     """
     _check_lang(lang)
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
+    if query_split not in ("train", "test"):
+        raise ValueError(f"query_split must be 'train' or 'test', got {query_split!r}")
     labels = rng.sample(LABEL_WORDS, 3)
     if kind == "category":
         classes = rng.sample(range(len(CATEGORY_NAMES)), 3)
-        draw = lambda c, split: rng.choice(category_items(classes[c], lang, split))
+        candidates = lambda c, split: category_items(classes[c], lang, split)
     elif kind == "sentiment":
-        draw = lambda c, split: _event_of_label(rng, lang, LABELS[c], split)
+        candidates = lambda c, split: _bare_events_of_label(lang, LABELS[c], split)
     else:
         raise ValueError(f"kind must be 'category' or 'sentiment', got {kind!r}")
     order = [c for _ in range(k // 3 + 1) for c in rng.sample(range(3), 3)][:k] if balanced \
         else [rng.randrange(3) for _ in range(k)]
     rng.shuffle(order)
-    demos, seen = [], set()
-    for c in order:
-        x = draw(c, "train")
-        demos.append((x, labels[c]))
-        seen.add(x)
+    used = set()
+
+    def draw(c, split):
+        # an item not shown yet while there is one: a repeated item could be answered by copying
+        # its earlier line, a new one only by what it has in common with the others of its class
+        options = candidates(c, split)
+        x = rng.choice([x for x in options if x not in used] or options)
+        used.add(x)
+        return x
+
+    demos = [(draw(c, "train"), labels[c]) for c in order]
     q = rng.randrange(3)
-    for _ in range(20):                     # prefer a query that is not one of the demonstrations
-        query = draw(q, query_split)
-        if query not in seen:
-            break
+    query = draw(q, query_split)
     return ICLTask(demos, query, labels[q], labels)
 
 
-def _event_of_label(rng, lang, label, split):
-    while True:
-        e = sample_event(rng, lang, split)
-        if e.label == label:
-            return e.text
+def _bare_events_of_label(lang, label, split):
+    # bare sentences, without time or place: k = 4 demonstrations and a query fit in 256 tokens
+    events = _UNSEEN_EVENTS if split == "test" else _SEEN_EVENTS
+    return [event_sentence(e, None, None, lang) for e in events if level_to_label(ALL_EVENTS[e][2]) == label]
 
 
 def mapping_document(rng: random.Random, lang: str) -> str:
-    return sample_mapping(rng, rng.randint(4, 16), lang, "train", balanced=rng.random() < 0.5).text()
+    """A mapping sequence: of words to their category's label (k = 4..16), or, one time in
+    three, of event sentences to their polarity's label (k = 3..8, sentences are longer)."""
+    balanced = rng.random() < 0.5
+    if rng.random() < 1 / 3:
+        return sample_mapping(rng, rng.randint(3, 8), lang, "train", balanced, kind="sentiment").text()
+    return sample_mapping(rng, rng.randint(4, 16), lang, "train", balanced).text()
 
 
 def repeat_document(rng: random.Random, lang: str) -> str:
@@ -258,9 +352,10 @@ def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "
 
 # ----------------------------------------------------------------------------- pretraining stream
 # Document mixture of the course model's pretraining: (generator, weight).
-MIXTURE = (("sentiment", 0.20), ("category", 0.25), ("mapping", 0.30), ("repeat", 0.25))
-_GENERATORS = {"sentiment": sentiment_document, "category": category_document, "mapping": mapping_document,
-               "repeat": repeat_document}
+MIXTURE = (("sentiment", 0.20), ("category", 0.20), ("translation", 0.08), ("sum", 0.04), ("mapping", 0.30),
+           ("repeat", 0.18))
+_GENERATORS = {"sentiment": sentiment_document, "category": category_document, "translation": translation_document,
+               "sum": sum_document, "mapping": mapping_document, "repeat": repeat_document}
 
 
 def pretraining_document(rng: random.Random, mixture=MIXTURE) -> str:
@@ -272,13 +367,14 @@ def pretraining_document(rng: random.Random, mixture=MIXTURE) -> str:
 def alphabet() -> str:
     """Every character the generators can emit (the tokenizer's vocabulary is built from it),
     collected from the word lists and phrasings they write with, plus ``EXTRA_CHARACTERS``."""
-    parts = [a for e in EVENTS for a in e[:2]] + [a for t in TIMES + PLACES for a in t]
+    parts = [a for e in ALL_EVENTS for a in e[:2]] + [a for t in TIMES + PLACES for a in t]
     parts += ["我", "I", ". ", ", "]                                    # event_sentence's own words
     parts += [w for lang in ANSWERS.values() for w in lang.values()]
     parts += [t for ts in TAUGHT_TEMPLATES.values() for t in ts]
     for (cz, ce), items in CATEGORIES.items():
         parts += [cz, ce] + [w for it in items for w in it]
-    parts += [p for ps in FACT_PHRASES.values() for p in ps] + ["：", ": "] + list(LIST_SEPARATOR.values())
+    parts += [p for ps in list(FACT_PHRASES.values()) + list(TRANSLATION_PHRASES.values()) for p in ps] + ["：", ": "]
+    parts += list(SUM_PHRASES.values()) + list(LIST_SEPARATOR.values())
     parts += LABEL_WORDS + [ICL_TEMPLATE.text, "\n"]
     parts += [s for f in FILLER.values() for s in f] + list(PASSKEY_NEEDLE.values()) + list(PASSKEY_QUESTION.values())
     parts += [p for ps in INSTRUCTIONS.values() for p in ps] + list(LABEL_NAMES_ZH.values())

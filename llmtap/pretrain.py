@@ -17,6 +17,7 @@ import torch
 
 from . import corpus
 from .checkpoints import COURSE_MODEL_PATH, load_checkpoint, save_checkpoint
+from .device import cpu_threads
 from .icl import icl_accuracy
 from .lm import CourseLM
 from .model import GPT, GPTConfig
@@ -27,6 +28,7 @@ from .train import TrainConfig, train
 BLOCK_SIZE = 256
 BATCH_SIZE = 32
 SEED = 1337
+THREADS = 2     # CPU threads of pretraining: the same count gives the same weights, bit for bit
 
 
 def course_tokenizer() -> Tokenizer:
@@ -60,36 +62,71 @@ def corpus_batches(tokenizer: Tokenizer, block_size: int, batch_size: int, seed:
 
 
 # ----------------------------------------------------------------------------- capability report
-def sentiment_accuracy(model, tokenizer, lang: str, n: int = 200, seed: int = 0, template: str | None = None) -> float:
-    """Zero-shot prompt classification on held-out event sentences: fill each answer of Z into
-    the template, keep the most likely one, map it to positive / neutral / negative."""
+UNTAUGHT_TEMPLATES = {"zh": "[X]心情[Z]。", "en": "[X] That was [Z]."}
+
+
+def sentiment_accuracy(model, tokenizer, lang: str, n: int = 200, seed: int = 0, template: str | None = None,
+                       split: str = "test") -> float:
+    """Zero-shot prompt classification of n event sentences of a split ("test": events pretraining
+    never wrote; "seen": known events in new settings): fill each answer of Z into the template,
+    keep the most likely one, map it to positive / neutral / negative."""
     rng = random.Random(seed)
-    events = [corpus.sample_event(rng, lang, "test") for _ in range(n)]
+    events = [corpus.sample_event(rng, lang, split) for _ in range(n)]
     classifier = PromptClassifier(CourseLM(model, tokenizer), template or corpus.TAUGHT_TEMPLATES[lang][0],
                                   corpus.sentiment_verbalizer(lang))
     return classifier.accuracy([e.text for e in events], [e.label for e in events])
 
 
 def mapping_accuracy(model, tokenizer, k: int, n: int = 200, seed: int = 0, query_split: str = "train",
-                     lang: str | None = None) -> float:
+                     lang: str | None = None, kind: str = "category") -> float:
     """In-context accuracy on n fresh random mappings (k class-balanced demonstrations, 3 labels,
     languages alternating unless ``lang`` is given): a mapping never seen in training can only be
     read off the demonstrations."""
     rng = random.Random(seed)
-    tasks = [corpus.sample_mapping(rng, k, lang or corpus.LANGS[i % 2], query_split) for i in range(n)]
+    tasks = [corpus.sample_mapping(rng, k, lang or corpus.LANGS[i % 2], query_split, kind=kind) for i in range(n)]
     return icl_accuracy(CourseLM(model, tokenizer), tasks)
 
 
+def fact_accuracy(model, tokenizer, fact: str, lang: str) -> float:
+    """Share of the items whose fact the model completes exactly, greedily, from a plain prompt
+    (``corpus.fact_probes``): '苹果是一种' -> '水果。', 'The Chinese for apple is ' -> '苹果.'."""
+    prompts, answers = zip(*corpus.fact_probes(fact, lang))
+    lm = CourseLM(model, tokenizer)
+    written = lm.generate_many(list(prompts), max_new_tokens=max(len(lm.encode(a)) for a in answers))
+    return sum(w.startswith(a) for w, a in zip(written, answers)) / len(answers)
+
+
 def capability_report(model, tokenizer, n: int = 300, seed: int = 0) -> dict:
+    """What the model can do before any fine-tuning, each number on data pretraining never wrote:
+
+    * ``sentiment_xx_tN``: taught template N on unseen events; ``sentiment_xx`` their mean;
+      ``sentiment_xx_seen`` the same on seen events in new settings; ``_untaught`` one template
+      the corpus never writes;
+    * ``icl_kK``: fresh random mappings of words with K demonstrations; ``icl_k4_heldout_xx``
+      with query words that no mapping sequence holds; ``icl_sentiment_k4`` of unseen event
+      sentences;
+    * ``fact_*``: facts completed from a plain prompt, for every item (what chapter 05's
+      instruction tasks ask for).
+    """
     model.eval()
     report = {}
-    for lang in corpus.LANGS:     # every template the corpus teaches, then their mean
-        per_template = [sentiment_accuracy(model, tokenizer, lang, n, seed, t) for t in corpus.TAUGHT_TEMPLATES[lang]]
+    for lang in corpus.LANGS:
+        templates = corpus.TAUGHT_TEMPLATES[lang]
+        per_template = [sentiment_accuracy(model, tokenizer, lang, n, seed, t) for t in templates]
         report.update({f"sentiment_{lang}_t{i}": acc for i, acc in enumerate(per_template)})
         report[f"sentiment_{lang}"] = sum(per_template) / len(per_template)
+        report[f"sentiment_{lang}_seen"] = sum(sentiment_accuracy(model, tokenizer, lang, n, seed, t, "seen")
+                                               for t in templates) / len(templates)
+        report[f"sentiment_{lang}_untaught"] = sentiment_accuracy(model, tokenizer, lang, n, seed,
+                                                                  UNTAUGHT_TEMPLATES[lang])
     for k in (0, 1, 2, 4, 8):
         report[f"icl_k{k}"] = mapping_accuracy(model, tokenizer, k, n, seed)
-    report["icl_k4_heldout_items"] = mapping_accuracy(model, tokenizer, 4, n, seed, query_split="test")
+    for lang in corpus.LANGS:
+        report[f"icl_k4_heldout_{lang}"] = mapping_accuracy(model, tokenizer, 4, n, seed, "test", lang)
+    report["icl_sentiment_k4"] = mapping_accuracy(model, tokenizer, 4, n, seed, "test", kind="sentiment")
+    for fact in corpus.FACTS:
+        for lang in corpus.LANGS:
+            report[f"fact_{fact}_{lang}"] = fact_accuracy(model, tokenizer, fact, lang)
     return report
 
 
@@ -102,17 +139,19 @@ def format_report(report: dict) -> str:
 
 # ----------------------------------------------------------------------------- entry point
 def pretrain(steps: int = 2400, seed: int = SEED, out=COURSE_MODEL_PATH, device=None, progress=True,
-             **model_overrides) -> tuple[GPT, Tokenizer, dict]:
+             threads: int = THREADS, **model_overrides) -> tuple[GPT, Tokenizer, dict]:
     torch.manual_seed(seed)
     tokenizer = course_tokenizer()
     model = GPT(course_config(tokenizer.vocab_size, **model_overrides))
     cfg = TrainConfig(steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=min(200, steps // 10),
                       log_every=100, progress=progress)
-    history = train(model, corpus_batches(tokenizer, model.config.block_size, BATCH_SIZE, seed), cfg,
-                    device=device)
+    with cpu_threads(threads, device):      # the thread count changes a CPU's sums in the last bits
+        history = train(model, corpus_batches(tokenizer, model.config.block_size, BATCH_SIZE, seed), cfg,
+                        device=device)
     model.cpu()
     if out is not None:
-        save_checkpoint(model, out, tokenizer, extra={"steps": steps, "seed": seed,
+        save_checkpoint(model, out, tokenizer, extra={"steps": steps, "seed": seed, "torch": torch.__version__,
+                                                       "threads": threads,
                                                        "seconds": round(history["seconds"], 1)})
     return model, tokenizer, history
 
@@ -124,11 +163,13 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--out", type=Path, default=COURSE_MODEL_PATH)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=THREADS,
+                    help=f"CPU threads (default {THREADS}: another count trains slightly different weights)")
     ap.add_argument("--n", type=int, default=300, help="report: examples per measurement")
     args = ap.parse_args(argv)
     if not args.report:
         t0 = time.perf_counter()
-        model, tokenizer, history = pretrain(args.steps, args.seed, args.out, args.device)
+        model, tokenizer, history = pretrain(args.steps, args.seed, args.out, args.device, threads=args.threads)
         print(f"trained {model.num_params():,} parameters for {args.steps} steps in "
               f"{time.perf_counter() - t0:.0f} s; final loss {history['loss'][-1]:.3f}; saved {args.out}")
     else:

@@ -55,6 +55,29 @@ EVENTS = [
     ("错过了亲人的婚礼", "missed my sister's wedding", -2),
 ]
 
+# Composed events: an action done to an object. The action decides the polarity, the object
+# how much it matters (a valuable object doubles the level), so level = polarity * (1 + valuable):
+# "lost my passport" -2, "lost my pencil" -1, "cleaned my passport" 0. A fixed fifth of the
+# (action, object) pairs never appears in pretraining in any form (corpus.is_unseen_event); the
+# model can still feel them, from what the same action and the same object did in other events.
+# (zh, en, polarity); {o} is the object.
+ACTIONS = [
+    ("找到了{o}", "found my {o}", 1), ("修好了{o}", "fixed my {o}", 1), ("收到了新的{o}", "got a new {o}", 1),
+    ("拿回了{o}", "got my {o} back", 1), ("赢到了{o}", "won a new {o}", 1),
+    ("擦了擦{o}", "cleaned my {o}", 0), ("看了看{o}", "looked at my {o}", 0), ("收好了{o}", "put away my {o}", 0),
+    ("拿起了{o}", "picked up my {o}", 0), ("检查了{o}", "checked my {o}", 0),
+    ("丢了{o}", "lost my {o}", -1), ("弄坏了{o}", "broke my {o}", -1), ("被偷了{o}", "had my {o} stolen", -1),
+    ("弄脏了{o}", "got my {o} dirty", -1), ("忘带了{o}", "left my {o} behind", -1),
+]
+
+# (zh, en, valuable)
+OBJECTS = [
+    ("钱包", "wallet", True), ("手机", "phone", True), ("电脑", "laptop", True), ("护照", "passport", True),
+    ("相机", "camera", True), ("戒指", "ring", True), ("手表", "watch", True), ("项链", "necklace", True),
+    ("雨伞", "umbrella", False), ("铅笔", "pencil", False), ("杯子", "cup", False), ("帽子", "hat", False),
+    ("围巾", "scarf", False), ("本子", "notebook", False), ("手套", "glove", False), ("勺子", "spoon", False),
+]
+
 TIMES = [("昨天", "Yesterday"), ("今天早上", "This morning"), ("上周末", "Last weekend"),
          ("刚才", "Just now"), ("周一", "On Monday"), ("晚上", "In the evening"),
          ("去年夏天", "Last summer"), ("中午", "At noon"), ("前天", "The day before yesterday"),
@@ -107,6 +130,13 @@ CATEGORY_NAMES = list(CATEGORIES)
 # How a category fact is said; {item} and {name} are filled in.
 FACT_PHRASES = {"zh": ("{item}是一种{name}。", "{item}属于{name}。"),
                 "en": ("{item} is a kind of {name}.", "{item} belongs to the {name} group.")}
+
+# How a translation is said: {zh} and {en} are the two words of an item.
+TRANSLATION_PHRASES = {"zh": ("{zh}的英文是{en}。", "{zh}用英文说是{en}。"),
+                       "en": ("The Chinese for {en} is {zh}.", "{en} in Chinese is {zh}.")}
+
+# How a sum is said ({a} + {b} = {c}, for a, b in 0..20), in the words of the "add" instruction.
+SUM_PHRASES = {"zh": "{a}加{b}等于{c}。", "en": "{a} plus {b} is {c}."}
 
 # Label words of the mapping sequences; every sequence draws 3 and assigns them at random.
 LABEL_WORDS = list("甲乙丙丁东南西北金木水火土春夏秋冬上中下左右红黄蓝") + \

@@ -5,8 +5,8 @@ import re
 import pytest
 
 from llmtap import corpus
-from llmtap.corpus import (ANSWERS, CATEGORIES, CATEGORY_NAMES, EVENTS, INSTRUCTION_TASKS, LABEL_WORDS,
-                           LABELS, LANGS, PLACES, TIMES)
+from llmtap.corpus import (ALL_EVENTS, ANSWERS, CATEGORIES, CATEGORY_NAMES, EVENTS, INSTRUCTION_TASKS,
+                           LABEL_WORDS, LABELS, LANGS, PLACES, TIMES)
 from llmtap.icl import ICLTask
 
 ARROW = "→"          # the corpus writes mappings in llmtap.icl's x→y format
@@ -29,13 +29,13 @@ def _sentence_level(lang):
     table = {}
     options_t = [None] + list(range(len(TIMES)))
     options_p = [None] + list(range(len(PLACES)))
-    for e, t, p in itertools.product(range(len(EVENTS)), options_t, options_p):
-        table[corpus.event_sentence(e, t, p, lang)] = EVENTS[e][2]
+    for e, t, p in itertools.product(range(len(ALL_EVENTS)), options_t, options_p):
+        table[corpus.event_sentence(e, t, p, lang)] = ALL_EVENTS[e][2]
     return table
 
 
 def _bare_sentences(lang):
-    return {corpus.event_sentence(e, None, None, lang) for e in range(len(EVENTS))}
+    return {corpus.event_sentence(e, None, None, lang) for e in range(len(ALL_EVENTS))}
 
 
 # ----------------------------------------------------------------------------- determinism
@@ -58,15 +58,65 @@ def test_seeded_determinism_of_each_generator():
 
 # ----------------------------------------------------------------------------- sentiment
 @pytest.mark.parametrize("lang", LANGS)
-def test_heldout_combinations_never_in_train(lang):
+def test_seen_split_is_known_events_in_new_settings(lang):
     rng = random.Random(0)
     train = {corpus.sample_event(rng, lang, "train").text for _ in range(3000)}
-    test = {corpus.sample_event(rng, lang, "test").text for _ in range(1500)}
+    seen = [corpus.sample_event(rng, lang, "seen") for _ in range(1500)]
     bare = _bare_sentences(lang)
     assert train & bare, "the bare sentences are part of the train split"
-    assert not (test & bare), "the bare sentences only appear in train"
-    assert not ((train - bare) & test)
-    assert len(test) > 100 and len(train - bare) > 500
+    assert not {e.text for e in seen} & (train | bare)
+    assert not any(corpus.is_unseen_event(e.event_index) for e in seen)
+    assert len({e.text for e in seen}) > 500 and len(train - bare) > 1000
+
+
+def _unseen_phrases(lang):
+    side = 0 if lang == "zh" else 1
+    return [ALL_EVENTS[e][side] for e in range(len(ALL_EVENTS)) if corpus.is_unseen_event(e)]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_unseen_events_never_appear_in_pretraining(lang):
+    unseen = _unseen_phrases(lang)
+    assert len(unseen) >= 40
+    rng = random.Random(1)
+    docs = [corpus.pretraining_document(rng) for _ in range(4000)]
+    docs += [corpus.sentiment_document(rng, lang) for _ in range(2000)]
+    docs += [corpus.mapping_document(rng, lang) for _ in range(500)]
+    docs += [corpus.instruction_example(rng, lang, "sentiment")["input"] for _ in range(500)]
+    for doc in docs:
+        assert not any(phrase in doc for phrase in unseen), doc
+    test = [corpus.sample_event(rng, lang, "test") for _ in range(300)]
+    assert all(corpus.is_unseen_event(e.event_index) for e in test)
+    assert all(any(phrase in e.text for phrase in unseen) for e in test)
+
+
+def test_unseen_events_are_made_of_seen_parts():
+    """Every unseen event's action and object take part in at least 8 seen events each, so that
+    their polarity and their weight can be learnt from other events."""
+    n_fixed = len(EVENTS)
+    composed = [(a, o) for a in range(len(corpus.ACTIONS)) for o in range(len(corpus.OBJECTS))]
+    texts = {ALL_EVENTS[e][1]: e for e in range(n_fixed, len(ALL_EVENTS))}
+    seen_pairs = [(a, o) for a, o in composed
+                  if corpus.ACTIONS[a][1].format(o=corpus.OBJECTS[o][1]) in texts
+                  and not corpus.is_unseen_event(texts[corpus.ACTIONS[a][1].format(o=corpus.OBJECTS[o][1])])]
+    for e in range(n_fixed, len(ALL_EVENTS)):
+        if corpus.is_unseen_event(e):
+            a, o = next((a, o) for a, o in composed if corpus.ACTIONS[a][1].format(o=corpus.OBJECTS[o][1]) == ALL_EVENTS[e][1])
+            assert sum(pa == a for pa, _ in seen_pairs) >= 8
+            assert sum(po == o for _, po in seen_pairs) >= 8
+    labels = [corpus.level_to_label(ALL_EVENTS[e][2]) for e in range(len(ALL_EVENTS)) if corpus.is_unseen_event(e)]
+    assert all(labels.count(y) >= 10 for y in LABELS), "every class among the unseen events"
+
+
+def test_composed_levels_follow_action_and_object():
+    for zh, en, level in ALL_EVENTS[len(EVENTS):]:
+        (action,) = [a for a in corpus.ACTIONS if en.startswith(a[1].split("{o}")[0]) and en.endswith(a[1].split("{o}")[1])
+                     and zh.startswith(a[0].split("{o}")[0])]
+        (obj,) = [o for o in corpus.OBJECTS if en == action[1].format(o=o[1])]
+        assert zh == action[0].format(o=obj[0])
+        assert level == action[2] * (1 + obj[2])
+    fixed_texts = {t for e in EVENTS for t in e[:2]}
+    assert not any(t in fixed_texts for e in ALL_EVENTS[len(EVENTS):] for t in e[:2])
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -82,11 +132,11 @@ def test_sentiment_documents_use_train_events_only(lang):
 def test_sample_event_level_matches_text(lang):
     levels = _sentence_level(lang)
     rng = random.Random(2)
-    for split in ("train", "test"):
+    for split in ("train", "seen", "test"):
         for _ in range(200):
             ev = corpus.sample_event(rng, lang, split)
             assert ev.lang == lang
-            assert levels[ev.text] == ev.level == EVENTS[ev.event_index][2]
+            assert levels[ev.text] == ev.level == ALL_EVENTS[ev.event_index][2]
             assert ev.label == corpus.level_to_label(ev.level)
 
 
@@ -131,6 +181,8 @@ def test_sample_mapping_structure(lang, kind, k):
         assert all(y in m.labels for _, y in m.demos)
         if k >= 3:
             assert {y for _, y in m.demos} == set(m.labels), "balanced demos show every label"
+        shown = [x for x, _ in m.demos] + [m.query]
+        assert len(set(shown)) == len(shown), "no item is shown twice or asked about after it was shown"
         if kind == "category":
             classes = {cats[x] for x, _ in m.demos} | {cats[m.query]}
             assert len(classes) <= 3
@@ -208,6 +260,40 @@ def test_prompt_and_text():
         assert lines[-1] == m.query + ARROW
         for line, (x, y) in zip(lines, m.demos):
             assert line == f"{x}{ARROW}{y}"
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_translation_and_sum_documents_are_true(lang):
+    pairs = {(zh, en) for items in CATEGORIES.values() for zh, en in items}
+    rng = random.Random(19)
+    for _ in range(50):
+        doc = corpus.translation_document(rng, lang)
+        if lang == "zh":
+            found = re.findall(r"(\w+?)(?:的英文是|用英文说是)([a-z ]+)。", doc)
+        else:
+            found = [(zh, en) for en, zh in re.findall(r"The Chinese for ([a-z ]+) is (\w+)\.", doc)]
+            found += [(zh, en) for en, zh in re.findall(r"(?:^|\. )([a-z ]+) in Chinese is (\w+)\.", doc)]
+        assert found and all(pair in pairs for pair in found), doc
+        doc = corpus.sum_document(rng, lang)
+        sums = re.findall(r"(\d+)(?:加| plus )(\d+)(?:等于| is )(\d+)", doc)
+        assert sums and all(int(a) + int(b) == int(c) and int(a) <= 20 and int(b) <= 20 for a, b, c in sums), doc
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("fact", corpus.FACTS)
+def test_fact_probes_are_what_the_corpus_writes(lang, fact):
+    probes = corpus.fact_probes(fact, lang)
+    assert len(probes) == (441 if fact == "sum" else 96)
+    make = {"category": corpus.category_document, "translation": corpus.translation_document,
+            "sum": corpus.sum_document}[fact]
+    rng = random.Random(20)
+    written = " ".join(make(rng, lang) for _ in range(3000))
+    hits = sum((prompt + answer) in written for prompt, answer in probes)
+    assert hits >= 0.9 * len(probes), f"only {hits} of {len(probes)} probes are sentences the corpus writes"
+    if fact != "sum":
+        assert corpus.fact_probes(fact, "zh")[0] == (("苹果是一种", "水果。") if fact == "category" else ("苹果的英文是", "apple。"))
+    with pytest.raises(ValueError, match="fact must be one of"):
+        corpus.fact_probes("colour", lang)
 
 
 # ----------------------------------------------------------------------------- instructions
@@ -316,8 +402,10 @@ def test_bad_inputs():
         corpus.sample_mapping(rng, -1, "zh")
     with pytest.raises(ValueError):
         corpus.sample_mapping(rng, 3, "zh", kind="colour")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="query_split"):
         corpus.sample_mapping(rng, 3, "zh", query_split="dev", kind="sentiment")
+    with pytest.raises(ValueError, match="split must be one of"):
+        corpus.sample_event(rng, "zh", "unseen")
     with pytest.raises(ValueError):
         corpus.sample_mapping(rng, 3, "zh", query_split="dev", kind="category")
     with pytest.raises(ValueError):

@@ -8,7 +8,7 @@ import llmtap
 from llmtap import corpus
 from llmtap.checkpoints import COURSE_MODEL_PATH, read_checkpoint, save_checkpoint
 from llmtap.pretrain import (capability_report, corpus_batches, course_config, course_tokenizer, format_report, main,
-                             mapping_accuracy, pretrain, sentiment_accuracy)
+                             fact_accuracy, mapping_accuracy, pretrain, sentiment_accuracy)
 
 
 def test_course_tokenizer_covers_the_corpus():
@@ -92,9 +92,22 @@ def test_report_command_prints_every_measurement(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("capability report")
     names = [line.split()[0] for line in lines[1:]]
-    assert names == ["sentiment_zh_t0", "sentiment_zh_t1", "sentiment_zh", "sentiment_en_t0", "sentiment_en_t1",
-                     "sentiment_en", "icl_k0", "icl_k1", "icl_k2", "icl_k4", "icl_k8", "icl_k4_heldout_items"]
+    assert names == ["sentiment_zh_t0", "sentiment_zh_t1", "sentiment_zh", "sentiment_zh_seen", "sentiment_zh_untaught",
+                     "sentiment_en_t0", "sentiment_en_t1", "sentiment_en", "sentiment_en_seen", "sentiment_en_untaught",
+                     "icl_k0", "icl_k1", "icl_k2", "icl_k4", "icl_k8", "icl_k4_heldout_zh", "icl_k4_heldout_en",
+                     "icl_sentiment_k4", "fact_category_zh", "fact_category_en", "fact_translation_zh",
+                     "fact_translation_en", "fact_sum_zh", "fact_sum_en"]
     assert format_report({"icl_k0": 0.5}).splitlines()[1].split() == ["icl_k0", "50.0%"]
+
+
+def test_fact_accuracy_counts_exact_completions():
+    """A model that has learnt nothing completes no fact; the measurement is exact match."""
+    tok = course_tokenizer()
+    torch.manual_seed(0)
+    model = llmtap.GPT(course_config(tok.vocab_size, n_layer=1, n_embd=16, n_head=2)).eval()
+    assert fact_accuracy(model, tok, "category", "zh") == 0.0
+    with pytest.raises(ValueError, match="fact must be one of"):
+        fact_accuracy(model, tok, "colours", "zh")
 
 
 @pytest.fixture(scope="module")
@@ -105,16 +118,27 @@ def course_report():
     return capability_report(model, tok, n=300)     # the same numbers as `python -m llmtap.pretrain --report`
 
 
+# The minimums the course model must meet (each of the 3 pretraining seeds meets them too: see
+# llmtap/data/results/00.json and test_experiments). Every number is on data pretraining never wrote.
 @pytest.mark.slow
-def test_course_model_report(course_report):
-    report = course_report
-    assert report["sentiment_zh"] >= 0.95, report
-    assert report["sentiment_en"] >= 0.95, report
-    assert report["icl_k0"] <= 0.5, report
-    assert report["icl_k4"] >= 0.9, report
-    assert report["icl_k8"] >= 0.85, report
+def test_course_model_generalises_to_unseen_events(course_report):
+    for lang in corpus.LANGS:
+        assert course_report[f"sentiment_{lang}"] >= 0.85, course_report
+        # the lesson of chapter 01: a template the corpus never taught is far worse
+        assert course_report[f"sentiment_{lang}_untaught"] <= course_report[f"sentiment_{lang}"] - 0.2, course_report
 
 
 @pytest.mark.slow
-def test_course_model_transfers_to_heldout_items(course_report):
-    assert course_report["icl_k4_heldout_items"] >= 0.8, course_report
+def test_course_model_learns_in_context(course_report):
+    assert abs(course_report["icl_k0"] - 1 / 3) <= 0.05, course_report      # nothing to copy from: chance
+    assert course_report["icl_k4"] >= 0.95 and course_report["icl_k8"] >= 0.95, course_report
+    for lang in corpus.LANGS:
+        assert course_report[f"icl_k4_heldout_{lang}"] >= 0.8, course_report
+
+
+@pytest.mark.slow
+def test_course_model_knows_the_facts_chapter_05_asks_for(course_report):
+    for lang in corpus.LANGS:
+        assert course_report[f"sentiment_{lang}_seen"] >= 0.95, course_report
+        assert course_report[f"fact_category_{lang}"] >= 0.95, course_report
+        assert course_report[f"fact_translation_{lang}"] >= 0.95, course_report

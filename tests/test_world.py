@@ -37,3 +37,13 @@ def test_phrasings_fill_in_their_slots(lang):
 def test_extra_characters_are_not_ascii():
     # printable ASCII is in the tokenizer anyway; the extras are what the generators never write
     assert not set(world.EXTRA_CHARACTERS) & set(string.printable)
+
+
+def test_actions_and_objects_compose():
+    assert {p for _, _, p in world.ACTIONS} == {-1, 0, 1}
+    assert all(zh.count("{o}") == 1 and en.count("{o}") == 1 for zh, en, _ in world.ACTIONS)
+    assert {v for _, _, v in world.OBJECTS} == {True, False}
+    for lang in (0, 1):
+        assert len({a[lang] for a in world.ACTIONS}) == len(world.ACTIONS)
+        assert len({o[lang] for o in world.OBJECTS}) == len(world.OBJECTS)
+    assert set(world.TRANSLATION_PHRASES) == set(world.SUM_PHRASES) == set(world.LANGS)

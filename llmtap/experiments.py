@@ -1,0 +1,376 @@
+"""Multi-seed experiments: every comparison a chapter draws, run over several seeds, with the
+numbers shipped so that a notebook on a CPU can show them next to its one live seed.
+
+    python -m llmtap.experiments 02            # chapter 02's comparisons over 5 seeds -> llmtap/data/results/02.json
+    python -m llmtap.experiments 02 --seeds 3  # fewer seeds
+    python -m llmtap.experiments 02 --check    # re-run the first shipped seed, compare with the file
+
+A seed fixes everything random in one run: the fine-tuning's random start and batch order, or
+which tasks and sentences are drawn. One run is one sample; a difference between two methods
+means something only when it is larger than the spread between seeds. ``paired_interval`` says
+how large: the mean of the per-seed differences A - B with its 95% Student-t interval, and
+``compare`` turns that into the sentence a notebook may write.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import corpus
+from .device import cpu_threads, pick_device
+from .validate import positive_int
+
+RESULTS_DIR = Path(__file__).parent / "data" / "results"
+
+# Two-sided 95% quantiles of Student's t with df = 1..30 degrees of freedom (t_{0.975, df}).
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+# ----------------------------------------------------------------------------- statistics
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1 in the denominator; 0 for a single value)."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("mean_sd needs at least one value")
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def paired_interval(a, b) -> tuple[float, float, float]:
+    """(mean, low, high) of the per-seed differences a_i - b_i with its 95% t interval:
+    mean ± t_{0.975, n-1} · sd / √n. Pairing by seed cancels what both runs of a seed share
+    (the same data, the same draws), so the interval is narrower than from two separate spreads."""
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    if len(a) != len(b):
+        raise ValueError(f"paired values need one a and one b per seed; got {len(a)} and {len(b)}")
+    if len(a) < 2:
+        raise ValueError(f"an interval needs at least 2 seeds, got {len(a)}: run more seeds")
+    diffs = [x - y for x, y in zip(a, b)]
+    mean, sd = mean_sd(diffs)
+    t = T_975[len(diffs) - 2] if len(diffs) - 1 <= len(T_975) else 1.96
+    half = t * sd / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half
+
+
+def compare(name_a: str, a, name_b: str, b, unit: str = "points", scale: float = 100.0) -> str:
+    """One sentence on A - B over paired seeds, that calls a difference only when its 95%
+    interval excludes zero, e.g. 'LoRA - full: +9.8 points (95% CI +4.1 to +15.5, 5 seeds): LoRA is higher.'."""
+    mean, low, high = (scale * v for v in paired_interval(a, b))
+    head = f"{name_a} - {name_b}: {mean:+.1f} {unit} (95% CI {low:+.1f} to {high:+.1f}, {len(a)} seeds)"
+    if low > 0:
+        return f"{head}: {name_a} is higher."
+    if high < 0:
+        return f"{head}: {name_b} is higher."
+    return f"{head}: no difference larger than the seed noise."
+
+
+# ----------------------------------------------------------------------------- results files
+def results_path(chapter: str) -> Path:
+    return RESULTS_DIR / f"{_chapter(chapter)}.json"
+
+
+def load_results(chapter: str, path=None) -> dict:
+    """The shipped multi-seed results of a chapter (see ``run_chapter`` for the layout)."""
+    path = Path(path) if path is not None else results_path(chapter)
+    if not path.is_file():
+        raise FileNotFoundError(f"no results at {path}; make them with `python -m llmtap.experiments {chapter}`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def values(results: dict, experiment: str, condition: str, metric: str) -> list[float]:
+    """Per-seed values of one metric of one condition, in the order of the file's seeds."""
+    try:
+        runs = results["experiments"][experiment]["runs"]
+    except KeyError:
+        raise KeyError(f"no experiment {experiment!r}; the file has {sorted(results['experiments'])}") from None
+    try:
+        return [run[condition][metric] for run in runs]
+    except KeyError:
+        raise KeyError(f"no {condition!r} / {metric!r} in {experiment!r}; conditions: {sorted(runs[0])}, "
+                       f"metrics: {sorted(next(iter(runs[0].values())))}") from None
+
+
+def table(results: dict, experiment: str, live: dict | None = None, scale: float = 100.0, digits: int = 1) -> str:
+    """The experiment as text, one row per condition, one column per metric, 'mean ± sd' over the
+    shipped seeds; with ``live`` (one run's {condition: {metric: value}}), its values beside them."""
+    exp = results["experiments"][experiment]
+    runs, seeds = exp["runs"], exp["seeds"]
+    conditions = list(runs[0])
+    metrics = list(runs[0][conditions[0]])
+    cell = 9 + 2 * digits
+    if len(conditions) == 1 and live is None:          # one condition, many metrics: one row per metric
+        lines = [f"{exp['title']}: mean ± sd over {len(seeds)} seeds {seeds} (shipped)",
+                 f"{'':<24}" + "".join(f"{'seed ' + str(s):>{cell}}" for s in seeds) + f"{'mean ± sd':>{cell + 2}}"]
+        for m in metrics:
+            vals = values(results, experiment, conditions[0], m)
+            mean, sd = mean_sd(vals)
+            lines.append(f"{m:<24}" + "".join(f"{scale * v:>{cell}.{digits}f}" for v in vals)
+                         + f"{f'{scale * mean:.{digits}f} ± {scale * sd:.{digits}f}':>{cell + 2}}")
+        return "\n".join(lines)
+    head = f"{'':<24}" + "".join(f"{m:>{cell}}" for m in metrics)
+    lines = [f"{exp['title']}: mean ± sd over {len(seeds)} seeds {seeds} (shipped)", head]
+    for c in conditions:
+        row = f"{c:<24}"
+        for m in metrics:
+            mean, sd = mean_sd(values(results, experiment, c, m))
+            row += f"{f'{scale * mean:.{digits}f} ± {scale * sd:.{digits}f}':>{cell}}"
+        lines.append(row)
+    if live is not None:
+        lines.append(f"live run, seed {live.get('seed', '?')}:")
+        for c in conditions:
+            lines.append(f"{c:<24}" + "".join(f"{scale * live['values'][c][m]:>{cell}.{digits}f}" for m in metrics))
+    return "\n".join(lines)
+
+
+def plot(results: dict, experiment: str, metric: str, ax=None, scale: float = 100.0):
+    """Bars of one metric per condition, mean with ± sd error bars, every seed drawn as a dot."""
+    import matplotlib.pyplot as plt
+
+    exp = results["experiments"][experiment]
+    conditions = list(exp["runs"][0])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 * len(conditions) + 2, 3))
+    for i, c in enumerate(conditions):
+        vals = [scale * v for v in values(results, experiment, c, metric)]
+        mean, sd = mean_sd(vals)
+        ax.bar(i, mean, yerr=sd, capsize=4, color="C0", alpha=0.6)
+        ax.plot([i] * len(vals), vals, "k.", ms=4)
+    ax.set_xticks(range(len(conditions)), conditions, rotation=20, ha="right")
+    ax.set(ylabel=metric, title=f"{exp['title']} ({len(exp['seeds'])} seeds, mean ± sd, dots: seeds)")
+    ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+# ----------------------------------------------------------------------------- the registry
+@dataclass
+class Experiment:
+    """One comparison of a chapter: ``run(seed, device)`` returns {condition: {metric: value}}."""
+    chapter: str
+    name: str
+    title: str
+    run: Callable[[int, torch.device], dict]
+    config: dict = field(default_factory=dict)
+    seeds: tuple = (0, 1, 2, 3, 4)
+    rerun: Callable[[int], dict] | None = None     # a cheaper way to re-check a shipped seed, if any
+
+
+EXPERIMENTS: dict[str, dict[str, Experiment]] = {}
+
+
+def experiment(chapter: str, name: str, title: str, seeds=(0, 1, 2, 3, 4), rerun=None, **config):
+    """Register ``run(seed, device, **config)`` as one of a chapter's experiments."""
+    def register(fn):
+        EXPERIMENTS.setdefault(chapter, {})[name] = Experiment(
+            chapter, name, title, lambda seed, device: fn(seed, device, **config), config, tuple(seeds),
+            rerun and (lambda seed: rerun(seed, **config)))
+        return fn
+    return register
+
+
+def run_experiment(chapter: str, name: str, seed: int, device=None) -> dict:
+    """One seed of one experiment, on one CPU thread when on a CPU (so that a run is bit-identical
+    to the shipped one): {"seed", "values": {condition: {metric: value}}, "seconds"}."""
+    exp = _experiment(chapter, name)
+    device = pick_device() if device is None else torch.device(device)
+    t0 = time.perf_counter()
+    with cpu_threads(1, device):
+        out = exp.run(seed, device)
+    return {"seed": seed, "values": out, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def run_chapter(chapter: str, seeds=None, device=None, names=None, progress=print) -> dict:
+    """Every experiment of a chapter over its seeds (or the first ``seeds`` of them)."""
+    chapter = _chapter(chapter)
+    device = pick_device() if device is None else torch.device(device)
+    results = {"chapter": chapter, "torch": torch.__version__, "device": device.type, "threads": 1,
+               "experiments": {}}
+    for name, exp in EXPERIMENTS[chapter].items():
+        if names and name not in names:
+            continue
+        chosen = exp.seeds if seeds is None else tuple(range(positive_int(seeds, "seeds")))
+        runs = []
+        for seed in chosen:
+            one = run_experiment(chapter, name, seed, device)
+            runs.append(one["values"])
+            progress(f"{chapter} {name} seed {seed}: {one['seconds']} s")
+        results["experiments"][name] = {"title": exp.title, "config": exp.config, "seeds": list(chosen),
+                                        "runs": runs}
+    results["command"] = f"python -m llmtap.experiments {chapter}" + (f" --seeds {seeds}" if seeds else "")
+    return results
+
+
+def write_results(results: dict, path=None) -> Path:
+    path = Path(path) if path is not None else results_path(results["chapter"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def stale_values(chapter: str, name: str, results: dict | None = None, seed_index: int = 0) -> list[str]:
+    """Re-run one shipped seed of an experiment on the CPU; the differences from the file, as text
+    (empty when every value is reproduced exactly)."""
+    results = results or load_results(chapter)
+    exp = results["experiments"][name]
+    seed = exp["seeds"][seed_index]
+    rerun = _experiment(chapter, name).rerun
+    if rerun is not None:
+        with cpu_threads(1):
+            fresh = rerun(seed)
+    else:
+        fresh = run_experiment(chapter, name, seed, "cpu")["values"]
+    stored = exp["runs"][seed_index]
+    return [f"{name} seed {seed} {c} {m}: shipped {stored[c][m]!r}, re-run {fresh.get(c, {}).get(m)!r}"
+            for c in stored for m in stored[c] if fresh.get(c, {}).get(m) != stored[c][m]]
+
+
+def _chapter(chapter) -> str:
+    chapter = str(chapter).zfill(2)
+    if chapter not in EXPERIMENTS:
+        raise ValueError(f"no experiments for chapter {chapter!r}; chapters with experiments: {sorted(EXPERIMENTS)}")
+    return chapter
+
+
+def _experiment(chapter, name) -> Experiment:
+    chapter = _chapter(chapter)
+    if name not in EXPERIMENTS[chapter]:
+        raise ValueError(f"chapter {chapter} has no experiment {name!r}; it has {sorted(EXPERIMENTS[chapter])}")
+    return EXPERIMENTS[chapter][name]
+
+
+# ----------------------------------------------------------------------------- the chapters' experiments
+def _course_model(device):
+    from .checkpoints import load_course_model
+    return load_course_model(device)
+
+
+def _report_of_shipped_model(seed, steps, n):
+    # Pretraining one seed takes a quarter of an hour; the shipped checkpoint is seed 1337's
+    # pretraining, so its report is what re-running that seed must give.
+    from .pretrain import SEED, capability_report
+    if seed != SEED:
+        raise ValueError(f"only the shipped seed {SEED} can be re-checked without pretraining again")
+    return {"course model": capability_report(*_course_model("cpu"), n)}
+
+
+@experiment("00", "pretraining", "capability report of the course model, one pretraining per seed",
+            seeds=(1337, 1, 2), rerun=_report_of_shipped_model, steps=2400, n=300)
+def pretraining_seeds(seed, device, steps, n):
+    from .pretrain import capability_report, pretrain
+    model, tokenizer, _ = pretrain(steps, seed, out=None, device=device, progress=False)
+    return {"course model": capability_report(model.to(device), tokenizer, n)}
+
+
+@experiment("01", "demonstrations", "in-context learning on fresh mappings, by how demonstrations are drawn",
+            n=100, ks=(0, 1, 2, 4, 8))
+def icl_demonstrations(seed, device, n, ks):
+    from .icl import icl_accuracy
+    from .lm import CourseLM
+    from .tasks import mapping_tasks
+    lm = CourseLM(*_course_model(device))
+    return {strategy: {f"k={k}": icl_accuracy(lm, mapping_tasks(k, seed, n, strategy)) for k in ks}
+            for strategy in ("balanced", "random")}
+
+
+@experiment("01", "labels", "in-context learning with the demonstrations' labels changed", n=100, ks=(4, 8))
+def icl_labels(seed, device, n, ks):
+    from .icl import icl_predict, perturb_labels
+    from .lm import CourseLM
+    from .tasks import mapping_tasks
+    lm = CourseLM(*_course_model(device))
+    out = {}
+    for mode in ("gold", "flipped", "random"):
+        out[mode] = {}
+        for k in ks:
+            rng = random.Random(seed)
+            tasks = [perturb_labels(t, mode, rng) for t in mapping_tasks(k, 100 + seed, n)]
+            predicted = icl_predict(lm, tasks)
+            flip = [dict(zip(t.labels, t.labels[1:] + t.labels[:1]))[t.answer] for t in tasks]
+            out[mode][f"gold k={k}"] = sum(p == t.answer for p, t in zip(predicted, tasks)) / len(tasks)
+            out[mode][f"flipped k={k}"] = sum(p == f for p, f in zip(predicted, flip)) / len(tasks)
+    return out
+
+
+@experiment("01", "templates", "zero-shot sentiment on unseen events, by template", n=120)
+def template_accuracy(seed, device, n):
+    from .lm import CourseLM
+    from .prompting import PromptClassifier
+    lm = CourseLM(*_course_model(device))
+    templates = {"taught 1": corpus.TAUGHT_TEMPLATES, "taught 2": {k: v[1:] for k, v in corpus.TAUGHT_TEMPLATES.items()},
+                 "untaught": {"zh": ["[X]心情[Z]。"], "en": ["[X] That was [Z]."]},
+                 "arrow": {"zh": ["[X]→[Z]"], "en": ["[X] → [Z]"]}}
+    out = {}
+    for name, by_lang in templates.items():
+        out[name] = {}
+        for lang in corpus.LANGS:
+            rng = random.Random(seed)
+            events = [corpus.sample_event(rng, lang, "test") for _ in range(n)]
+            classifier = PromptClassifier(lm, by_lang[lang][0], corpus.sentiment_verbalizer(lang))
+            out[name][lang] = classifier.accuracy([e.text for e in events], [e.label for e in events])
+    return out
+
+
+@experiment("02", "lora_vs_full", "full fine-tuning vs LoRA on a new template, unseen events", steps=80)
+def lora_vs_full(seed, device, steps):
+    from .tasks import peft_run, template_task
+    base, tokenizer = _course_model(device)
+    task = template_task()
+    out = {}
+    for name in ("full fine-tuning", "LoRA r=4"):
+        model, _ = peft_run(name, base, tokenizer, task, seed, device, steps)
+        out[name] = task.accuracy(model, tokenizer)
+    return out
+
+
+@experiment("03", "methods", "every method of chapters 02 and 03 on the new template, unseen events",
+            seeds=(0, 1, 2), steps=80)
+def peft_methods(seed, device, steps):
+    from .prefix import fold_prefix
+    from .tasks import PEFT_METHODS, peft_run, template_task
+    base, tokenizer = _course_model(device)
+    task = template_task()
+    out = {}
+    for name in PEFT_METHODS:
+        model, _ = peft_run(name, base, tokenizer, task, seed, device, steps)
+        if name.startswith("prefix"):
+            fold_prefix(model)
+        out[name] = task.accuracy(model, tokenizer)
+    return out
+
+
+# ----------------------------------------------------------------------------- command line
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("chapter", help=f"one of {sorted(EXPERIMENTS)}")
+    ap.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the chapter's own")
+    ap.add_argument("--only", nargs="*", help="only these experiments of the chapter")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", type=Path, default=None, help="where to write (default: the shipped file)")
+    ap.add_argument("--check", action="store_true", help="re-run the first seed of the shipped file and compare")
+    args = ap.parse_args(argv)
+    chapter = _chapter(args.chapter)
+    if args.check:
+        results = load_results(chapter, args.out)
+        problems = [p for name in results["experiments"] if not args.only or name in args.only
+                    for p in stale_values(chapter, name, results)]
+        print("\n".join(problems) or f"chapter {chapter}: the first seed of every experiment reproduces the file")
+        raise SystemExit(1 if problems else 0)
+    results = run_chapter(chapter, args.seeds, args.device, args.only)
+    path = write_results(results, args.out)
+    for name in results["experiments"]:
+        print(table(results, name))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The tasks the chapters measure on, in one place for the notebooks and for ``llmtap.experiments``.
+
+* ``mapping_tasks`` - chapter 01's fresh random mappings, demonstrations drawn by a strategy;
+* ``TemplateTask`` / ``template_task`` - chapters 02 and 03's fine-tuning task: answer in a
+  template the corpus never wrote ('[X]心情[Z]。', '[X] That was [Z].'), trained on seen events,
+  tested on events pretraining never wrote;
+* ``fine_tune`` - the short fine-tune every method of chapters 02 and 03 gets, and the memory it
+  took;
+* ``PEFT_METHODS`` - how chapter 03 builds each method from the base model, with its learning rate.
+"""
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass
+
+import torch
+
+from . import corpus
+from .adapters import add_adapters
+from .icl import ICLTask, select_demonstrations
+from .lm import CourseLM
+from .lora import add_lora
+from .prefix import add_prefix_tuning, add_prompt_tuning
+from .prompting import PromptClassifier, Template
+from .train import TrainConfig, completion_batches, train
+
+
+def mapping_tasks(k: int, seed: int, n: int = 40, strategy: str = "balanced", lang: str | None = None,
+                  query_split: str = "train") -> list[ICLTask]:
+    """n fresh random mappings of words to labels with k demonstrations each, drawn with
+    ``strategy`` ("balanced" or "random") from the items of 3 random categories; languages
+    alternate unless ``lang`` is given. The query is never one of the demonstrations."""
+    rng = random.Random(seed)
+    demo_rng = random.Random(f"demonstrations {seed}")   # its own stream: both strategies get the same queries
+    tasks = []
+    for i in range(n):
+        language = lang or corpus.LANGS[i % 2]
+        categories = rng.sample(range(len(corpus.CATEGORY_NAMES)), 3)
+        labels = rng.sample(corpus.LABEL_WORDS, 3)
+        pool = [(item, labels[c]) for c, cat in enumerate(categories) for item in corpus.category_items(cat, language)]
+        if query_split == "train":
+            query, answer = rng.choice(pool)
+        else:
+            c = rng.randrange(3)
+            query, answer = rng.choice(corpus.category_items(categories[c], language, query_split)), labels[c]
+        demos = select_demonstrations(pool, k, demo_rng, strategy, exclude=[query])
+        tasks.append(ICLTask(demos, query, answer, labels))
+    return tasks
+
+
+# ----------------------------------------------------------------------------- a new template
+NEW_TEMPLATES = {"zh": "[X]心情[Z]。", "en": "[X] That was [Z]."}
+NEW_VERBALIZERS = {"zh": {"negative": ["不好"], "neutral": ["一般"], "positive": ["好"]},
+                   "en": {"negative": ["bad"], "neutral": ["okay"], "positive": ["good"]}}
+
+
+@dataclass
+class TemplateTask:
+    """(context, answer) training pairs on seen events, and test events per language."""
+    train_pairs: list
+    test_sets: dict
+    templates: dict
+    verbalizers: dict
+
+    def accuracy(self, model, tokenizer) -> dict:
+        """{lang: accuracy} of the model answering in the new template on the test events."""
+        lm = CourseLM(model.eval(), tokenizer)
+        return {lang: PromptClassifier(lm, self.templates[lang], self.verbalizers[lang]).accuracy(
+                    [e.text for e in events], [e.label for e in events])
+                for lang, events in self.test_sets.items()}
+
+
+def template_task(n_train: int = 200, n_test: int = 120, test_split: str = "test", seed: int = 0) -> TemplateTask:
+    """Chapter 02/03's task: n_train seen events per language answered in the new template, and
+    n_test events per language of ``test_split`` ("test": never in pretraining)."""
+    templates = {lang: Template(t) for lang, t in NEW_TEMPLATES.items()}
+    rng = random.Random(seed)
+    pairs = []
+    for lang in corpus.LANGS:
+        for _ in range(n_train):
+            e = corpus.sample_event(rng, lang, "train")
+            pairs.append(templates[lang].split(e.text, NEW_VERBALIZERS[lang][e.label][0]))   # (context, answer + rest)
+    rng = random.Random(seed + 1)
+    tests = {lang: [corpus.sample_event(rng, lang, test_split) for _ in range(n_test)] for lang in corpus.LANGS}
+    return TemplateTask(pairs, tests, templates, NEW_VERBALIZERS)
+
+
+def fine_tune(model, tokenizer, pairs, lr: float, steps: int = 80, seed: int = 0, device=None,
+              batch_size: int = 16) -> dict:
+    """``train`` on (context, answer) pairs with the loss on the answer only, and the memory it
+    took in ``history["memory"]``: the CUDA peak on a GPU; elsewhere weights + gradients of the
+    trainable parameters + optimizer state, counted from the tensors."""
+    cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=5, log_every=10, progress=False)
+    torch.manual_seed(seed)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    history = train(model, completion_batches(tokenizer, pairs, batch_size, seed), cfg, device=device)
+    if device.type == "cuda":
+        history["memory"] = torch.cuda.max_memory_allocated()
+    else:
+        params = {id(p): p for p in model.parameters()}.values()
+        weights = sum(p.numel() * p.element_size() for p in params)
+        grads = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+        history["memory"] = weights + grads + history["optimizer_bytes"]
+    return history
+
+
+# How chapter 03 builds each method from a copy of the base model, and its learning rate.
+PEFT_METHODS = {
+    "full fine-tuning": (lambda m, tok: m, 3e-4),
+    "LoRA r=4": (lambda m, tok: add_lora(m, ["c_attn", "c_proj", "c_fc"], r=4, alpha=8), 3e-3),
+    "adapters m=16": (lambda m, tok: add_adapters(m, bottleneck=16), 1e-2),
+    "prefix tuning P=10": (lambda m, tok: add_prefix_tuning(m, n_prefix=10, reparam_hidden=128), 3e-3),
+    "prompt tuning n=10": (lambda m, tok: add_prompt_tuning(m, n_tokens=10, init="vocab", tokenizer=tok), 1e-1),
+}
+
+
+def peft_run(name: str, base_model, tokenizer, task: TemplateTask, seed: int = 0, device=None, steps: int = 80):
+    """Build method ``name`` on a copy of the base model (its random start drawn from ``seed``)
+    and fine-tune it on the task; returns (model, history)."""
+    if name not in PEFT_METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {list(PEFT_METHODS)}")
+    make, lr = PEFT_METHODS[name]
+    torch.manual_seed(seed)
+    model = make(copy.deepcopy(base_model), tokenizer)
+    return model, fine_tune(model, tokenizer, task.train_pairs, lr, steps, seed, device)

@@ -1,0 +1,57 @@
+"""The chapters' shared tasks: paired draws, honest test sets, the fine-tune and its memory count."""
+import pytest
+import torch
+
+from llmtap import corpus
+from llmtap.tasks import PEFT_METHODS, fine_tune, mapping_tasks, peft_run, template_task
+
+
+def test_mapping_tasks_pair_the_strategies():
+    """Both strategies of one seed ask the same queries with the same labels: only the
+    demonstrations differ, so the per-seed difference compares like with like."""
+    for k in (0, 2, 5):
+        balanced, random_ = mapping_tasks(k, 3, n=30, strategy="balanced"), mapping_tasks(k, 3, n=30, strategy="random")
+        assert [(t.query, t.answer, t.labels) for t in balanced] == [(t.query, t.answer, t.labels) for t in random_]
+        assert all(len(t.demos) == k and t.query not in dict(t.demos) for t in balanced + random_)
+    assert any(a.demos != b.demos for a, b in zip(mapping_tasks(4, 3, 30, "balanced"), mapping_tasks(4, 3, 30, "random")))
+    assert mapping_tasks(4, 3) == mapping_tasks(4, 3) != mapping_tasks(4, 4)
+
+
+def test_mapping_tasks_heldout_queries():
+    heldout = {w for c in range(len(corpus.CATEGORY_NAMES)) for lang in corpus.LANGS
+               for w in corpus.category_items(c, lang, "test")}
+    tasks = mapping_tasks(4, 0, n=40, query_split="test")
+    assert all(t.query in heldout and not set(dict(t.demos)) & heldout for t in tasks)
+
+
+def test_template_task_tests_on_unseen_events():
+    task = template_task(n_train=50, n_test=40)
+    assert len(task.train_pairs) == 100 and set(task.test_sets) == set(corpus.LANGS)
+    train_contexts = " ".join(context for context, _ in task.train_pairs)
+    for events in task.test_sets.values():
+        assert len(events) == 40 and all(corpus.is_unseen_event(e.event_index) for e in events)
+        assert not any(e.text in train_contexts for e in events)
+    context, answer = task.train_pairs[0]
+    assert context.endswith("心情") and answer in ("不好。", "一般。", "好。")
+    assert {e.label for e in task.test_sets["en"]} == set(corpus.LABELS)
+
+
+def test_fine_tune_counts_memory_and_learns(sharp_gpt):
+    model, tok = sharp_gpt("abc→xyz", block_size=16)
+    pairs = [("ab→", "x"), ("ba→", "y"), ("cc→", "z")] * 10
+    history = fine_tune(model, tok, pairs, lr=1e-2, steps=30, seed=0, device="cpu", batch_size=6)
+    n = sum(p.numel() for p in model.parameters())
+    assert history["memory"] == 4 * n + 4 * n + history["optimizer_bytes"]      # fp32 weights, grads, Adam state
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_peft_run_builds_each_method(course):
+    task = template_task(n_train=8, n_test=6)
+    for name in PEFT_METHODS:
+        model, history = peft_run(name, course.model, course.tokenizer, task, seed=0, device="cpu", steps=2)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        assert (trainable == total) == (name == "full fine-tuning"), name
+        assert set(task.accuracy(model, course.tokenizer)) == set(corpus.LANGS)
+    with pytest.raises(ValueError, match="choose one of"):
+        peft_run("BitFit", course.model, course.tokenizer, task)
