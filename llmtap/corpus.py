@@ -174,6 +174,19 @@ def category_document(rng: random.Random, lang: str) -> str:
     return ("" if lang == "zh" else " ").join(parts)
 
 
+def category_arrow_document(rng: random.Random, lang: str) -> str:
+    """Category facts written as arrow lines, e.g. '菠萝→水果' / 'pineapple→fruit', every item
+    included. A mapping sequence asks for a word's category right at the arrow; facts in this
+    form put what the model knows of every word's category there, held-out words included
+    (they still never appear in a mapping sequence, whose labels are random)."""
+    lines = []
+    for _ in range(rng.randint(3, 8)):
+        c = rng.randrange(len(CATEGORY_NAMES))
+        item = rng.choice(category_items(c, lang, "all"))
+        lines.append(ICL_TEMPLATE.fill(item, CATEGORY_NAMES[c][0 if lang == "zh" else 1]))
+    return "\n".join(lines)
+
+
 def translation_document(rng: random.Random, lang: str) -> str:
     """A few translations in a row, e.g. '苹果的英文是apple。梨的英文是pear。': they tie each word to its
     other-language twin, so what the model knows of a word in one language can carry to the other."""
@@ -230,8 +243,7 @@ def sample_mapping(rng: random.Random, k: int, lang: str, query_split: str = "tr
     ``kind="sentiment"``: items are bare event sentences ('I lost my pen.'), the class is their
     polarity; ``query_split="test"`` asks about an event pretraining never wrote.
     ``balanced``: demonstrations cycle through the classes (in a shuffled order), so k >= 3
-    shows every class at least once; otherwise classes are drawn independently. No item is
-    shown twice, nor asked about, while its class has one not shown yet.
+    shows every class at least once; otherwise classes are drawn independently.
     """
     _check_lang(lang)
     if k < 0:
@@ -249,19 +261,14 @@ def sample_mapping(rng: random.Random, k: int, lang: str, query_split: str = "tr
     order = [c for _ in range(k // 3 + 1) for c in rng.sample(range(3), 3)][:k] if balanced \
         else [rng.randrange(3) for _ in range(k)]
     rng.shuffle(order)
-    used = set()
-
-    def draw(c, split):
-        # an item not shown yet while there is one: a repeated item could be answered by copying
-        # its earlier line, a new one only by what it has in common with the others of its class
-        options = candidates(c, split)
-        x = rng.choice([x for x in options if x not in used] or options)
-        used.add(x)
-        return x
-
-    demos = [(draw(c, "train"), labels[c]) for c in order]
+    demos = [(rng.choice(candidates(c, "train")), labels[c]) for c in order]
     q = rng.randrange(3)
-    query = draw(q, query_split)
+    # demonstrations may repeat an item: a repeat is answered by copying its earlier line, the
+    # easiest case, which is how the model finds its copying machinery at all (without repeats,
+    # the course model never learns in context). The query prefers an item not shown yet.
+    shown = {x for x, _ in demos}
+    options = candidates(q, query_split)
+    query = rng.choice([x for x in options if x not in shown] or options)
     return ICLTask(demos, query, labels[q], labels)
 
 
@@ -352,9 +359,10 @@ def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "
 
 # ----------------------------------------------------------------------------- pretraining stream
 # Document mixture of the course model's pretraining: (generator, weight).
-MIXTURE = (("sentiment", 0.20), ("category", 0.20), ("translation", 0.08), ("sum", 0.04), ("mapping", 0.30),
-           ("repeat", 0.18))
-_GENERATORS = {"sentiment": sentiment_document, "category": category_document, "translation": translation_document,
+MIXTURE = (("sentiment", 0.15), ("category", 0.20), ("category arrows", 0.05), ("translation", 0.08), ("sum", 0.04),
+           ("mapping", 0.30), ("repeat", 0.18))
+_GENERATORS = {"sentiment": sentiment_document, "category": category_document,
+               "category arrows": category_arrow_document, "translation": translation_document,
                "sum": sum_document, "mapping": mapping_document, "repeat": repeat_document}
 
 

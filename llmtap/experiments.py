@@ -14,7 +14,6 @@ how large: the mean of the per-seed differences A - B with its 95% Student-t int
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import random
@@ -27,8 +26,16 @@ from typing import Callable
 import torch
 
 from . import corpus
+from .checkpoints import load_course_model
 from .device import cpu_threads, pick_device
+from .icl import icl_accuracy, icl_predict, perturb_labels
+from .lm import CourseLM
+from .prefix import fold_prefix
+from .pretrain import SEED, capability_report, pretrain
+from .prompting import PromptClassifier
+from .tasks import PEFT_METHODS, mapping_tasks, peft_run, template_task
 from .validate import positive_int
+from .world import UNTAUGHT_TEMPLATES
 
 RESULTS_DIR = Path(__file__).parent / "data" / "results"
 
@@ -199,13 +206,14 @@ def run_chapter(chapter: str, seeds=None, device=None, names=None, progress=prin
         if names and name not in names:
             continue
         chosen = exp.seeds if seeds is None else tuple(range(positive_int(seeds, "seeds")))
-        runs = []
+        runs, seconds = [], []
         for seed in chosen:
             one = run_experiment(chapter, name, seed, device)
             runs.append(one["values"])
+            seconds.append(one["seconds"])
             progress(f"{chapter} {name} seed {seed}: {one['seconds']} s")
         results["experiments"][name] = {"title": exp.title, "config": exp.config, "seeds": list(chosen),
-                                        "runs": runs}
+                                        "runs": runs, "seconds": seconds}
     results["command"] = f"python -m llmtap.experiments {chapter}" + (f" --seeds {seeds}" if seeds else "")
     return results
 
@@ -250,14 +258,12 @@ def _experiment(chapter, name) -> Experiment:
 
 # ----------------------------------------------------------------------------- the chapters' experiments
 def _course_model(device):
-    from .checkpoints import load_course_model
     return load_course_model(device)
 
 
 def _report_of_shipped_model(seed, steps, n):
     # Pretraining one seed takes a quarter of an hour; the shipped checkpoint is seed 1337's
     # pretraining, so its report is what re-running that seed must give.
-    from .pretrain import SEED, capability_report
     if seed != SEED:
         raise ValueError(f"only the shipped seed {SEED} can be re-checked without pretraining again")
     return {"course model": capability_report(*_course_model("cpu"), n)}
@@ -266,7 +272,6 @@ def _report_of_shipped_model(seed, steps, n):
 @experiment("00", "pretraining", "capability report of the course model, one pretraining per seed",
             seeds=(1337, 1, 2), rerun=_report_of_shipped_model, steps=2400, n=300)
 def pretraining_seeds(seed, device, steps, n):
-    from .pretrain import capability_report, pretrain
     model, tokenizer, _ = pretrain(steps, seed, out=None, device=device, progress=False)
     return {"course model": capability_report(model.to(device), tokenizer, n)}
 
@@ -274,9 +279,6 @@ def pretraining_seeds(seed, device, steps, n):
 @experiment("01", "demonstrations", "in-context learning on fresh mappings, by how demonstrations are drawn",
             n=100, ks=(0, 1, 2, 4, 8))
 def icl_demonstrations(seed, device, n, ks):
-    from .icl import icl_accuracy
-    from .lm import CourseLM
-    from .tasks import mapping_tasks
     lm = CourseLM(*_course_model(device))
     return {strategy: {f"k={k}": icl_accuracy(lm, mapping_tasks(k, seed, n, strategy)) for k in ks}
             for strategy in ("balanced", "random")}
@@ -284,9 +286,6 @@ def icl_demonstrations(seed, device, n, ks):
 
 @experiment("01", "labels", "in-context learning with the demonstrations' labels changed", n=100, ks=(4, 8))
 def icl_labels(seed, device, n, ks):
-    from .icl import icl_predict, perturb_labels
-    from .lm import CourseLM
-    from .tasks import mapping_tasks
     lm = CourseLM(*_course_model(device))
     out = {}
     for mode in ("gold", "flipped", "random"):
@@ -303,11 +302,9 @@ def icl_labels(seed, device, n, ks):
 
 @experiment("01", "templates", "zero-shot sentiment on unseen events, by template", n=120)
 def template_accuracy(seed, device, n):
-    from .lm import CourseLM
-    from .prompting import PromptClassifier
     lm = CourseLM(*_course_model(device))
     templates = {"taught 1": corpus.TAUGHT_TEMPLATES, "taught 2": {k: v[1:] for k, v in corpus.TAUGHT_TEMPLATES.items()},
-                 "untaught": {"zh": ["[X]心情[Z]。"], "en": ["[X] That was [Z]."]},
+                 "untaught": {lang: [t] for lang, t in UNTAUGHT_TEMPLATES.items()},
                  "arrow": {"zh": ["[X]→[Z]"], "en": ["[X] → [Z]"]}}
     out = {}
     for name, by_lang in templates.items():
@@ -322,7 +319,6 @@ def template_accuracy(seed, device, n):
 
 @experiment("02", "lora_vs_full", "full fine-tuning vs LoRA on a new template, unseen events", steps=80)
 def lora_vs_full(seed, device, steps):
-    from .tasks import peft_run, template_task
     base, tokenizer = _course_model(device)
     task = template_task()
     out = {}
@@ -335,8 +331,6 @@ def lora_vs_full(seed, device, steps):
 @experiment("03", "methods", "every method of chapters 02 and 03 on the new template, unseen events",
             seeds=(0, 1, 2), steps=80)
 def peft_methods(seed, device, steps):
-    from .prefix import fold_prefix
-    from .tasks import PEFT_METHODS, peft_run, template_task
     base, tokenizer = _course_model(device)
     task = template_task()
     out = {}

@@ -24,6 +24,7 @@ from .model import GPT, GPTConfig
 from .prompting import PromptClassifier
 from .tokenizer import Tokenizer
 from .train import TrainConfig, train
+from .world import UNTAUGHT_TEMPLATES
 
 BLOCK_SIZE = 256
 BATCH_SIZE = 32
@@ -62,9 +63,6 @@ def corpus_batches(tokenizer: Tokenizer, block_size: int, batch_size: int, seed:
 
 
 # ----------------------------------------------------------------------------- capability report
-UNTAUGHT_TEMPLATES = {"zh": "[X]心情[Z]。", "en": "[X] That was [Z]."}
-
-
 def sentiment_accuracy(model, tokenizer, lang: str, n: int = 200, seed: int = 0, template: str | None = None,
                        split: str = "test") -> float:
     """Zero-shot prompt classification of n event sentences of a split ("test": events pretraining

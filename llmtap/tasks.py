@@ -24,6 +24,8 @@ from .lora import add_lora
 from .prefix import add_prefix_tuning, add_prompt_tuning
 from .prompting import PromptClassifier, Template
 from .train import TrainConfig, completion_batches, train
+from .validate import one_of, positive_int
+from .world import UNTAUGHT_TEMPLATES
 
 
 def mapping_tasks(k: int, seed: int, n: int = 40, strategy: str = "balanced", lang: str | None = None,
@@ -31,6 +33,8 @@ def mapping_tasks(k: int, seed: int, n: int = 40, strategy: str = "balanced", la
     """n fresh random mappings of words to labels with k demonstrations each, drawn with
     ``strategy`` ("balanced" or "random") from the items of 3 random categories; languages
     alternate unless ``lang`` is given. The query is never one of the demonstrations."""
+    positive_int(n, "n (tasks)")
+    one_of(query_split, "query_split", ("train", "test"))
     rng = random.Random(seed)
     demo_rng = random.Random(f"demonstrations {seed}")   # its own stream: both strategies get the same queries
     tasks = []
@@ -50,7 +54,7 @@ def mapping_tasks(k: int, seed: int, n: int = 40, strategy: str = "balanced", la
 
 
 # ----------------------------------------------------------------------------- a new template
-NEW_TEMPLATES = {"zh": "[X]心情[Z]。", "en": "[X] That was [Z]."}
+NEW_TEMPLATES = UNTAUGHT_TEMPLATES
 NEW_VERBALIZERS = {"zh": {"negative": ["不好"], "neutral": ["一般"], "positive": ["好"]},
                    "en": {"negative": ["bad"], "neutral": ["okay"], "positive": ["good"]}}
 
@@ -74,6 +78,9 @@ class TemplateTask:
 def template_task(n_train: int = 200, n_test: int = 120, test_split: str = "test", seed: int = 0) -> TemplateTask:
     """Chapter 02/03's task: n_train seen events per language answered in the new template, and
     n_test events per language of ``test_split`` ("test": never in pretraining)."""
+    positive_int(n_train, "n_train")
+    positive_int(n_test, "n_test")
+    one_of(test_split, "test_split", ("seen", "test"))
     templates = {lang: Template(t) for lang, t in NEW_TEMPLATES.items()}
     rng = random.Random(seed)
     pairs = []

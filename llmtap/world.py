@@ -98,6 +98,10 @@ LABELS = ("negative", "neutral", "positive")
 TAUGHT_TEMPLATES = {"zh": ["[X]我感到[Z]。", "[X]我觉得[Z]。"],
                     "en": ["[X] I feel [Z].", "[X] It made me feel [Z]."]}
 
+# Templates the corpus never writes: chapter 01 shows how an untaught template falls towards
+# chance, chapters 02 and 03 teach this one by fine-tuning.
+UNTAUGHT_TEMPLATES = {"zh": "[X]心情[Z]。", "en": "[X] That was [Z]."}
+
 CATEGORIES = {
     ("水果", "fruit"): [("苹果", "apple"), ("香蕉", "banana"), ("橙子", "orange"), ("葡萄", "grape"),
                        ("西瓜", "watermelon"), ("草莓", "strawberry"), ("梨", "pear"), ("桃子", "peach"),

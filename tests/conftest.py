@@ -50,3 +50,13 @@ def course():
     """The shipped course model behind the CausalLM interface, on the CPU."""
     model, tok = llmtap.load_course_model("cpu")
     return CourseLM(model.eval(), tok)
+
+
+@pytest.fixture(scope="session")
+def course_report():
+    """The capability report of the shipped model: the numbers of `python -m llmtap.pretrain --report`."""
+    from llmtap.checkpoints import COURSE_MODEL_PATH
+    from llmtap.pretrain import capability_report
+    if not COURSE_MODEL_PATH.is_file():
+        pytest.skip(f"no course model checkpoint at {COURSE_MODEL_PATH} (build it with `python -m llmtap.pretrain`)")
+    return capability_report(*llmtap.load_course_model("cpu"), n=300)

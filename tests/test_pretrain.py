@@ -6,7 +6,8 @@ import torch
 
 import llmtap
 from llmtap import corpus
-from llmtap.checkpoints import COURSE_MODEL_PATH, read_checkpoint, save_checkpoint
+from llmtap.checkpoints import read_checkpoint, save_checkpoint
+from llmtap.experiments import load_results
 from llmtap.pretrain import (capability_report, corpus_batches, course_config, course_tokenizer, format_report, main,
                              fact_accuracy, mapping_accuracy, pretrain, sentiment_accuracy)
 
@@ -110,35 +111,33 @@ def test_fact_accuracy_counts_exact_completions():
         fact_accuracy(model, tok, "colours", "zh")
 
 
-@pytest.fixture(scope="module")
-def course_report():
-    if not COURSE_MODEL_PATH.is_file():
-        pytest.skip(f"no course model checkpoint at {COURSE_MODEL_PATH} (build it with `python -m llmtap.pretrain`)")
-    model, tok = llmtap.load_course_model()
-    return capability_report(model, tok, n=300)     # the same numbers as `python -m llmtap.pretrain --report`
-
-
-# The minimums the course model must meet (each of the 3 pretraining seeds meets them too: see
-# llmtap/data/results/00.json and test_experiments). Every number is on data pretraining never wrote.
-@pytest.mark.slow
-def test_course_model_generalises_to_unseen_events(course_report):
+# The minimums the course model must meet, on data pretraining never wrote.
+def unmet_minimums(report: dict) -> list[str]:
+    checks = {"icl_k0 within 5 points of chance": abs(report["icl_k0"] - 1 / 3) <= 0.05,
+              "icl_k4 >= 95%": report["icl_k4"] >= 0.95, "icl_k8 >= 95%": report["icl_k8"] >= 0.95}
     for lang in corpus.LANGS:
-        assert course_report[f"sentiment_{lang}"] >= 0.85, course_report
-        # the lesson of chapter 01: a template the corpus never taught is far worse
-        assert course_report[f"sentiment_{lang}_untaught"] <= course_report[f"sentiment_{lang}"] - 0.2, course_report
-
-
-@pytest.mark.slow
-def test_course_model_learns_in_context(course_report):
-    assert abs(course_report["icl_k0"] - 1 / 3) <= 0.05, course_report      # nothing to copy from: chance
-    assert course_report["icl_k4"] >= 0.95 and course_report["icl_k8"] >= 0.95, course_report
-    for lang in corpus.LANGS:
-        assert course_report[f"icl_k4_heldout_{lang}"] >= 0.8, course_report
+        checks.update({
+            f"sentiment_{lang} (unseen events) >= 85%": report[f"sentiment_{lang}"] >= 0.85,
+            # the lesson of chapter 01: a template the corpus never taught is far worse
+            f"sentiment_{lang}_untaught at least 20 points below": report[f"sentiment_{lang}_untaught"]
+            <= report[f"sentiment_{lang}"] - 0.2,
+            f"icl_k4_heldout_{lang} >= 80%": report[f"icl_k4_heldout_{lang}"] >= 0.8,
+            # what chapter 05's instructions ask for is known before any fine-tuning
+            f"sentiment_{lang}_seen >= 95%": report[f"sentiment_{lang}_seen"] >= 0.95,
+            f"fact_category_{lang} >= 95%": report[f"fact_category_{lang}"] >= 0.95,
+            f"fact_translation_{lang} >= 95%": report[f"fact_translation_{lang}"] >= 0.95})
+    return [name for name, ok in checks.items() if not ok]
 
 
 @pytest.mark.slow
-def test_course_model_knows_the_facts_chapter_05_asks_for(course_report):
-    for lang in corpus.LANGS:
-        assert course_report[f"sentiment_{lang}_seen"] >= 0.95, course_report
-        assert course_report[f"fact_category_{lang}"] >= 0.95, course_report
-        assert course_report[f"fact_translation_{lang}"] >= 0.95, course_report
+def test_course_model_meets_the_minimums(course_report):
+    assert unmet_minimums(course_report) == [], course_report
+
+
+def test_every_pretraining_seed_meets_the_minimums():
+    """Not only the shipped seed: the recipe meets them from every seed of the shipped results
+    (`python -m llmtap.experiments 00`; the shipped seed is re-checked in test_experiments)."""
+    exp = load_results("00")["experiments"]["pretraining"]
+    assert len(exp["seeds"]) >= 3
+    for seed, run in zip(exp["seeds"], exp["runs"]):
+        assert unmet_minimums(run["course model"]) == [], (seed, run)

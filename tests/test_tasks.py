@@ -55,3 +55,14 @@ def test_peft_run_builds_each_method(course):
         assert set(task.accuracy(model, course.tokenizer)) == set(corpus.LANGS)
     with pytest.raises(ValueError, match="choose one of"):
         peft_run("BitFit", course.model, course.tokenizer, task)
+
+
+def test_bad_inputs_say_what_to_change():
+    with pytest.raises(ValueError, match="n_train"):
+        template_task(n_train=0)
+    with pytest.raises(ValueError, match="test_split"):
+        template_task(test_split="train")          # testing on the training events would measure memory
+    with pytest.raises(ValueError, match="query_split"):
+        mapping_tasks(4, 0, query_split="dev")
+    with pytest.raises(ValueError, match="strategy"):
+        mapping_tasks(4, 0, strategy="nearest")
