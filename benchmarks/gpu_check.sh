@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: install, run the unit tests on CUDA, execute every notebook on CUDA
-# under nbval (each one timed), then every benchmark on CUDA.
+# under nbval (each one timed), then every benchmark, a pretraining of the course model and the
+# chapter 02-03 multi-seed experiments on CUDA.
 #   bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +25,10 @@ for nb in solutions/*.ipynb chapters/*.ipynb; do
   printf '  %-42s %6.1f s  %s\n' "$nb" "$(echo "$(date +%s.%N) - $start" | bc)" "$result"
 done
 python benchmarks/run.py --device cuda || status=1
+echo "course model pretraining on CUDA (the CPU takes about 17 minutes on 2 threads):"
+python -m llmtap.pretrain --device cuda --out /tmp/gpu-course-model.safetensors --n 100 || status=1
+echo "chapter 02 and 03 multi-seed experiments on CUDA, next to the shipped CPU results:"
+for ch in 02 03; do
+  python -m llmtap.experiments "$ch" --device cuda --out "/tmp/gpu-results-$ch.json" || status=1
+done
 exit $status

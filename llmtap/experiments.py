@@ -110,33 +110,29 @@ def values(results: dict, experiment: str, condition: str, metric: str) -> list[
 
 def table(results: dict, experiment: str, live: dict | None = None, scale: float = 100.0, digits: int = 1) -> str:
     """The experiment as text, one row per condition, one column per metric, 'mean ± sd' over the
-    shipped seeds; with ``live`` (one run's {condition: {metric: value}}), its values beside them."""
+    shipped seeds; with ``live`` (one run's {"seed", "values": {condition: {metric: value}}}),
+    its values in rows below. An experiment with one condition gets one row per metric instead,
+    with a column per seed."""
     exp = results["experiments"][experiment]
     runs, seeds = exp["runs"], exp["seeds"]
     conditions = list(runs[0])
     metrics = list(runs[0][conditions[0]])
-    cell = 9 + 2 * digits
-    if len(conditions) == 1 and live is None:          # one condition, many metrics: one row per metric
-        lines = [f"{exp['title']}: mean ± sd over {len(seeds)} seeds {seeds} (shipped)",
-                 f"{'':<24}" + "".join(f"{'seed ' + str(s):>{cell}}" for s in seeds) + f"{'mean ± sd':>{cell + 2}}"]
-        for m in metrics:
-            vals = values(results, experiment, conditions[0], m)
-            mean, sd = mean_sd(vals)
-            lines.append(f"{m:<24}" + "".join(f"{scale * v:>{cell}.{digits}f}" for v in vals)
-                         + f"{f'{scale * mean:.{digits}f} ± {scale * sd:.{digits}f}':>{cell + 2}}")
-        return "\n".join(lines)
-    head = f"{'':<24}" + "".join(f"{m:>{cell}}" for m in metrics)
-    lines = [f"{exp['title']}: mean ± sd over {len(seeds)} seeds {seeds} (shipped)", head]
-    for c in conditions:
-        row = f"{c:<24}"
-        for m in metrics:
-            mean, sd = mean_sd(values(results, experiment, c, m))
-            row += f"{f'{scale * mean:.{digits}f} ± {scale * sd:.{digits}f}':>{cell}}"
-        lines.append(row)
-    if live is not None:
-        lines.append(f"live run, seed {live.get('seed', '?')}:")
-        for c in conditions:
-            lines.append(f"{c:<24}" + "".join(f"{scale * live['values'][c][m]:>{cell}.{digits}f}" for m in metrics))
+    spread = lambda vals: f"{scale * mean_sd(vals)[0]:.{digits}f} ± {scale * mean_sd(vals)[1]:.{digits}f}"
+    title = f"{exp['title']}: mean ± sd over {len(seeds)} seeds {seeds} (shipped)"
+    if len(conditions) == 1 and live is None:
+        names, columns = metrics, [f"seed {s}" for s in seeds] + ["mean ± sd"]
+        cells = [[f"{scale * v:.{digits}f}" for v in vals] + [spread(vals)]
+                 for vals in (values(results, experiment, conditions[0], m) for m in metrics)]
+    else:
+        names, columns = conditions, metrics
+        cells = [[spread(values(results, experiment, c, m)) for m in metrics] for c in conditions]
+        if live is not None:
+            names = names + [f"{c} (live, seed {live.get('seed', '?')})" for c in conditions]
+            cells += [[f"{scale * live['values'][c][m]:.{digits}f}" for m in metrics] for c in conditions]
+    first = max(map(len, names)) + 2
+    width = max(len(x) for x in columns + [x for row in cells for x in row]) + 2
+    lines = [title, " " * first + "".join(f"{c:>{width}}" for c in columns)]
+    lines += [f"{n:<{first}}" + "".join(f"{x:>{width}}" for x in row) for n, row in zip(names, cells)]
     return "\n".join(lines)
 
 

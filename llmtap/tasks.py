@@ -114,13 +114,15 @@ def fine_tune(model, tokenizer, pairs, lr: float, steps: int = 80, seed: int = 0
     return history
 
 
-# How chapter 03 builds each method from a copy of the base model, and its learning rate.
+# How chapter 03 builds each method from a copy of the base model (its random start drawn from
+# the seed), and its learning rate.
 PEFT_METHODS = {
-    "full fine-tuning": (lambda m, tok: m, 3e-4),
-    "LoRA r=4": (lambda m, tok: add_lora(m, ["c_attn", "c_proj", "c_fc"], r=4, alpha=8), 3e-3),
-    "adapters m=16": (lambda m, tok: add_adapters(m, bottleneck=16), 1e-2),
-    "prefix tuning P=10": (lambda m, tok: add_prefix_tuning(m, n_prefix=10, reparam_hidden=128), 3e-3),
-    "prompt tuning n=10": (lambda m, tok: add_prompt_tuning(m, n_tokens=10, init="vocab", tokenizer=tok), 1e-1),
+    "full fine-tuning": (lambda m, tok, seed: m, 3e-4),
+    "LoRA r=4": (lambda m, tok, seed: add_lora(m, ["c_attn", "c_proj", "c_fc"], r=4, alpha=8), 3e-3),
+    "adapters m=16": (lambda m, tok, seed: add_adapters(m, bottleneck=16), 1e-2),
+    "prefix tuning P=10": (lambda m, tok, seed: add_prefix_tuning(m, n_prefix=10, reparam_hidden=128, seed=seed), 3e-3),
+    "prompt tuning n=10": (lambda m, tok, seed: add_prompt_tuning(m, n_tokens=10, init="vocab", tokenizer=tok,
+                                                                 seed=seed), 1e-1),
 }
 
 
@@ -130,6 +132,6 @@ def peft_run(name: str, base_model, tokenizer, task: TemplateTask, seed: int = 0
     if name not in PEFT_METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {list(PEFT_METHODS)}")
     make, lr = PEFT_METHODS[name]
-    torch.manual_seed(seed)
-    model = make(copy.deepcopy(base_model), tokenizer)
+    torch.manual_seed(seed)                 # LoRA's A and the adapters' W_down come from here
+    model = make(copy.deepcopy(base_model), tokenizer, seed)
     return model, fine_tune(model, tokenizer, task.train_pairs, lr, steps, seed, device)

@@ -78,7 +78,8 @@ def test_table_values_and_round_trip(tmp_path):
     assert "3 seeds [0, 1, 2]" in text
     assert "80.0 ± 10.0" in text.splitlines()[3]          # lora zh
     live = {"seed": 0, "values": results["experiments"]["lora_vs_full"]["runs"][0]}
-    assert "live run, seed 0" in table(back, "lora_vs_full", live)
+    with_live = table(back, "lora_vs_full", live).splitlines()
+    assert with_live[-1].startswith("lora (live, seed 0)") and with_live[-1].split()[-2:] == ["70.0", "80.0"]
 
 
 def test_results_errors_say_what_exists(tmp_path):
