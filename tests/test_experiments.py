@@ -149,3 +149,17 @@ def test_command_line_writes_and_checks(tmp_path, monkeypatch, capsys):
         experiments.main(["2", "--out", str(out), "--check"])
     assert stop.value.code == 0
     assert "reproduces the file" in capsys.readouterr().out
+
+
+def test_results_files_ship_in_the_package():
+    """A wheel holds only what pyproject's package-data names: without it a Colab install has no
+    results to show (every file under llmtap/data must match one of its patterns)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+    root = Path(experiments.__file__).parent
+    patterns = tomllib.loads((root.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["llmtap"]
+    files = [p.relative_to(root).as_posix() for p in (root / "data").rglob("*") if p.is_file()]
+    assert any(f.startswith("data/results/") for f in files)
+    unshipped = [f for f in files if not any(fnmatch.fnmatch(f, pat) and f.count("/") == pat.count("/") for pat in patterns)]
+    assert unshipped == [], f"add these to [tool.setuptools.package-data] in pyproject.toml: {unshipped}"
