@@ -253,16 +253,12 @@ def _experiment(chapter, name) -> Experiment:
 
 
 # ----------------------------------------------------------------------------- the chapters' experiments
-def _course_model(device):
-    return load_course_model(device)
-
-
 def _report_of_shipped_model(seed, steps, n):
     # Pretraining one seed takes a quarter of an hour; the shipped checkpoint is seed 1337's
     # pretraining, so its report is what re-running that seed must give.
     if seed != SEED:
         raise ValueError(f"only the shipped seed {SEED} can be re-checked without pretraining again")
-    return {"course model": capability_report(*_course_model("cpu"), n)}
+    return {"course model": capability_report(*load_course_model("cpu"), n)}
 
 
 @experiment("00", "pretraining", "capability report of the course model, one pretraining per seed",
@@ -275,14 +271,14 @@ def pretraining_seeds(seed, device, steps, n):
 @experiment("01", "demonstrations", "in-context learning on fresh mappings, by how demonstrations are drawn",
             n=100, ks=(0, 1, 2, 4, 8))
 def icl_demonstrations(seed, device, n, ks):
-    lm = CourseLM(*_course_model(device))
+    lm = CourseLM(*load_course_model(device))
     return {strategy: {f"k={k}": icl_accuracy(lm, mapping_tasks(k, seed, n, strategy)) for k in ks}
             for strategy in ("balanced", "random")}
 
 
 @experiment("01", "labels", "in-context learning with the demonstrations' labels changed", n=100, ks=(4, 8))
 def icl_labels(seed, device, n, ks):
-    lm = CourseLM(*_course_model(device))
+    lm = CourseLM(*load_course_model(device))
     out = {}
     for mode in ("gold", "flipped", "random"):
         out[mode] = {}
@@ -298,7 +294,7 @@ def icl_labels(seed, device, n, ks):
 
 @experiment("01", "templates", "zero-shot sentiment on unseen events, by template", n=120)
 def template_accuracy(seed, device, n):
-    lm = CourseLM(*_course_model(device))
+    lm = CourseLM(*load_course_model(device))
     templates = {"taught 1": corpus.TAUGHT_TEMPLATES, "taught 2": {k: v[1:] for k, v in corpus.TAUGHT_TEMPLATES.items()},
                  "untaught": {lang: [t] for lang, t in UNTAUGHT_TEMPLATES.items()},
                  "arrow": {"zh": ["[X]→[Z]"], "en": ["[X] → [Z]"]}}
@@ -315,7 +311,7 @@ def template_accuracy(seed, device, n):
 
 @experiment("02", "lora_vs_full", "full fine-tuning vs LoRA on a new template, unseen events", steps=80)
 def lora_vs_full(seed, device, steps):
-    base, tokenizer = _course_model(device)
+    base, tokenizer = load_course_model(device)
     task = template_task()
     out = {}
     for name in ("full fine-tuning", "LoRA r=4"):
@@ -327,7 +323,7 @@ def lora_vs_full(seed, device, steps):
 @experiment("03", "methods", "every method of chapters 02 and 03 on the new template, unseen events",
             seeds=(0, 1, 2), steps=80)
 def peft_methods(seed, device, steps):
-    base, tokenizer = _course_model(device)
+    base, tokenizer = load_course_model(device)
     task = template_task()
     out = {}
     for name in PEFT_METHODS:
