@@ -4,7 +4,9 @@ A record is an instruction (指令), an optional input (输入) and the output (
 
     Record("把这个词翻译成英文。", "苹果", "apple")
 
-Readers and writers cover the common formats:
+Readers and writers for the single-turn formats are here; conversations (ShareGPT, the
+``messages`` layout, OpenAssistant trees) are in ``llmtap.conversations``, which turns them
+into records for fine-tuning.
 
 =========  ======================================================  ============================
 format     one example is                                          read / write
@@ -12,26 +14,27 @@ format     one example is                                          read / write
 Alpaca     {"instruction", "input", "output"} in a JSON list       read_alpaca / write_alpaca
 JSONL      the same object, one per line                           read_jsonl / write_jsonl
 Dolly      {"instruction", "context", "response", "category"}      read_dolly / write_dolly
-ShareGPT   {"conversations": [{"from": "human"|"gpt", "value"}]}   read_sharegpt / write_sharegpt
-OASST      message rows {"message_id", "parent_id", "role", "text"} read_oasst / write_oasst
 =========  ======================================================  ============================
 
-Every reader takes a JSON list or JSON lines. A malformed example raises ``FormatError`` naming
-the file and the line. With ``on_error="skip"`` the reader goes on and returns, in
-``records.skipped``, every example it left out and why: nothing is dropped silently.
+Every reader takes a JSON list or JSON lines (gzip-compressed too, as ``.gz``), in one pass:
+the 52k-record Alpaca file reads in about a second. A malformed example raises ``FormatError``
+naming the file, the line and the item's index. With ``on_error="skip"`` the reader goes on and
+returns, in ``records.skipped``, every example it left out and every repair it made (a trailing
+comma, a missing one, text after the list), each with where and why: nothing is dropped
+silently. Keys a reader does not know are kept in ``Record.meta`` and written back.
 
-Conversations (ShareGPT, OASST) give **one record per assistant turn**: the turn's user message
-is the instruction, its reply the output, and the turns before it the record's ``history``.
-An OASST tree (rebuilt from ``parent_id``) with several replies to a message gives one record
-per reply, each with the history of its own path from the root. The chat formats have no input
-field: their writers put a record's input after its instruction, following a blank line.
+Real files hold examples that are well-formed but not worth training on, such as the 28 Alpaca
+records whose output is empty: they load, and ``Records.drop`` leaves them out by a rule you
+name, counted in ``.skipped`` like the rest.
 
 Supervised fine-tuning on these records is in ``llmtap.sft``; ``llmtap.self_instruct`` generates
 new instructions from a few seed tasks.
 """
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +62,6 @@ class Record:
                 raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r}")
         if not self.instruction.strip():
             raise ValueError("the instruction is empty; every record needs a task to do")
-        if not self.output.strip():
-            raise ValueError(f"the output of {self.instruction[:40]!r} is empty; a record without an answer "
-                             f"teaches nothing")
         history = tuple(tuple(turn) for turn in self.history)
         if any(len(t) != 2 or not all(isinstance(s, str) for s in t) for t in history):
             raise ValueError("history must be a list of (user, assistant) string pairs")
@@ -79,7 +79,7 @@ class Record:
 
 @dataclass(frozen=True)
 class Skipped:
-    """An example a reader left out: where it was (file and line) and why."""
+    """An example a reader left out, or a repair it made: where it was (file, line, item) and why."""
     where: str
     reason: str
 
@@ -91,41 +91,153 @@ class Records(list):
         super().__init__(records)
         self.skipped = list(skipped)
 
+    def drop(self, rule, reason: str) -> "Records":
+        """The records for which ``rule(record)`` is false; the others join ``.skipped`` with
+        ``reason``, e.g. ``records.drop(empty_output, "empty output")``."""
+        if not callable(rule):
+            raise TypeError(f"rule must be a function of a Record returning True to drop it, got {rule!r}")
+        kept = Records(skipped=self.skipped)
+        for i, r in enumerate(self):
+            if rule(r):
+                kept.skipped.append(Skipped(f"record {i}", f"{reason}: {r.instruction[:40]!r}"))
+            else:
+                kept.append(r)
+        return kept
+
+
+def empty_output(record: Record) -> bool:
+    """A rule for ``Records.drop``: the output is empty or only white space."""
+    return not record.output.strip()
+
 
 # ----------------------------------------------------------------------------- reading
-def _rows(path: Path):
-    """(line number, JSON value) for each example of a JSON-list or JSON-lines file.
-    A syntax error is a ``(line, FormatError)`` pair, so that skip mode can go on."""
-    text = path.read_text(encoding="utf-8")
-    start = len(text) - len(text.lstrip())
-    if text[start:start + 1] != "[":                         # JSON lines
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield n, FormatError(f"not valid JSON ({e.msg}, column {e.colno})")
-        return
-    decoder, pos, first = json.JSONDecoder(), start + 1, True   # a JSON list, read item by item
-    while True:
-        pos = _skip_space(text, pos)
-        line = text.count("\n", 0, pos) + 1
-        if pos >= len(text):
-            raise FormatError(f"{path}, line {line}: the JSON list is not closed with ']'")
-        if text[pos] == "]":
-            return
-        if not first:                                        # items are separated by commas
-            if text[pos] != ",":
-                raise FormatError(f"{path}, line {line}: expected ',' or ']' between list items")
-            pos = _skip_space(text, pos + 1)
-            line = text.count("\n", 0, pos) + 1
+def read_text(path, encoding: str = "utf-8") -> str:
+    """The text of ``path`` (gzip-compressed when it ends in .gz), a leading byte-order mark
+    dropped. Bytes that are not ``encoding`` raise ``FormatError`` naming the file and the byte
+    offset, and suggesting the encoding that does read it when one of the usual ones does."""
+    path = Path(path)
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        works = [enc for enc in ("utf-8", "gb18030", "big5", "utf-16") if enc != encoding and _decodes(data, enc)]
+        hint = f"it reads as {works[0]}: pass encoding={works[0]!r}" if works else "pass its encoding as encoding="
+        raise FormatError(f"{path}: byte {e.start} ({data[e.start:e.start + 1]!r}) is not valid {encoding} "
+                          f"({e.reason}); {hint}") from None
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r}; use a Python codec name such as 'utf-8' or 'gb18030'") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where an example sits in its file: the line it starts on and its index (0-based) among the
+    file's examples."""
+    path: Path
+    line: int
+    item: int | None
+
+    def __str__(self):
+        return f"{self.path}, line {self.line}" + ("" if self.item is None else f" (item {self.item})")
+
+
+def _rows(path: Path, text: str):
+    """(Where, JSON value) for each example of a JSON-list or JSON-lines file, in one pass.
+    A syntax error is a ``(Where, FormatError)`` pair, so that skip mode can go on after it."""
+    start = _skip_space(text, 0)
+    if start == len(text):
+        raise FormatError(f"{path} is empty: there is no example to read")
+    if text[start] != "[":
+        yield from _json_lines(path, text)
+    else:
+        yield from _json_list(path, text, start)
+
+
+def _json_lines(path: Path, text: str):
+    item = 0
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
         try:
-            value, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:                    # cannot find the next item: stop here
-            raise FormatError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
-        first = False
-        yield line, value
+            yield Where(path, n, item), json.loads(line)
+        except json.JSONDecodeError as e:
+            if n == 1 and line.lstrip().startswith("{") and _one_json_value(text):
+                raise FormatError(f"{path} holds a single JSON object over several lines; a reader expects a "
+                                  f"JSON list [{{...}}, {{...}}] or one JSON object per line") from None
+            yield Where(path, n, item), FormatError(f"not valid JSON ({e.msg}, column {e.colno})")
+        item += 1
+
+
+def _one_json_value(text: str) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except json.JSONDecodeError:
+        return False
+
+
+# Where the next item of a JSON list can start, after a bad one: a comma, then an object or a list.
+_NEXT_ITEM = re.compile(r",\s*(?=[\[{])")
+
+
+def _json_list(path: Path, text: str, start: int):
+    """Items of a JSON list, decoded one at a time. Line numbers are counted as the position moves
+    on (counting from the start for every item would make a 50k-item file quadratic)."""
+    decoder = json.JSONDecoder()
+    line, counted = 1 + text.count("\n", 0, start), start      # newlines before `counted` are in `line`
+
+    def where(pos):
+        nonlocal line, counted
+        line += text.count("\n", counted, pos)
+        counted = pos
+        return Where(path, line, item)
+
+    pos, item = _skip_space(text, start + 1), 0
+    if pos < len(text) and text[pos] == "]":
+        raise FormatError(f"{path} holds an empty JSON list: there is no example to read")
+    while True:
+        if pos >= len(text):
+            raise FormatError(f"{where(pos)}: the JSON list is not closed with ']' (is the file cut short?)")
+        try:
+            value, end = decoder.raw_decode(text, pos)
+            yield where(pos), value
+        except json.JSONDecodeError as e:
+            # a bad item: report it, then go on at the next place an item can start
+            here = where(pos)
+            resync = _NEXT_ITEM.search(text, e.pos)
+            end = resync.start() if resync else len(text)
+            yield here, FormatError(f"not valid JSON ({e.msg}, line {e.lineno} column {e.colno})")
+            if resync is None:
+                return
+        item += 1
+        pos = _skip_space(text, end)
+        if pos < len(text) and text[pos] == "]":
+            break
+        if pos < len(text) and text[pos] == ",":
+            pos = _skip_space(text, pos + 1)
+            if pos < len(text) and text[pos] == "]":
+                yield where(pos), FormatError(f"a trailing comma after item {item - 1}: JSON allows no ',' "
+                                              f"before ']'; delete it (every item was read)")
+                break
+        elif pos < len(text):                              # read the next item as if the comma were there
+            yield where(pos), FormatError(f"expected ',' or ']' after item {item - 1}, found "
+                                          f"{text[pos:pos + 20]!r} (the item after it was read)")
+    rest = _skip_space(text, pos + 1)
+    if rest < len(text):
+        item = None                                        # not an item of the list
+        yield where(rest), FormatError(
+            f"text after the end of the JSON list, not read: {text[rest:rest + 30]!r}"
+            + ("; two JSON lists in one file? join them into one, or write JSON lines" if text[rest] == "[" else ""))
 
 
 def _skip_space(text: str, pos: int) -> int:
@@ -143,31 +255,43 @@ def _check_path(path, on_error: str, format_name: str) -> Path:
     return path
 
 
-def _fail(path, line, reason, on_error, skipped, format_name) -> None:
+def _fail(where, reason, on_error, skipped, format_name) -> None:
     if on_error == "raise":
-        raise FormatError(f"{path}, line {line}: {reason} (in {format_name} format; pass "
-                          f"on_error='skip' to read the rest and get the bad ones in .skipped)")
-    skipped.append(Skipped(f"{path}, line {line}", reason))
+        raise FormatError(f"{where}: {reason} (in {format_name} format; pass on_error='skip' to read the "
+                          f"rest and get the bad ones in .skipped)")
+    skipped.append(Skipped(str(where), reason))
 
 
-def _done(path, records, skipped) -> Records:
+def _done(path, records, skipped):
     if skipped:
         warnings.warn(f"{path}: skipped {len(skipped)} bad example(s); see .skipped for where and why",
                       stacklevel=3)
-    return Records(records, skipped)
+    records.skipped = list(skipped)
+    return records
 
 
-def _read(path, parse, on_error: str, format_name: str) -> Records:
+def read_rows(path, on_error: str = "raise", encoding: str = "utf-8", format_name: str = "JSON"):
+    """(Where, value) for every example of a JSON-list or JSON-lines file, the bad ones reported
+    (raise) or collected in the returned list's ``.skipped`` (skip). The readers are built on it."""
     path = _check_path(path, on_error, format_name)
-    records, skipped = [], []
-    for line, row in _rows(path):
+    rows, skipped = [], []
+    for where, row in _rows(path, read_text(path, encoding)):
+        if isinstance(row, Exception):
+            _fail(where, str(row), on_error, skipped, format_name)
+        else:
+            rows.append((where, row))
+    return rows, skipped
+
+
+def _read(path, parse, on_error: str, encoding: str, format_name: str) -> Records:
+    rows, skipped = read_rows(path, on_error, encoding, format_name)
+    records = []
+    for where, row in rows:
         try:
-            if isinstance(row, Exception):
-                raise row
             records.extend(parse(row))
         except (ValueError, TypeError) as e:
-            _fail(path, line, str(e), on_error, skipped, format_name)
-    return _done(path, records, skipped)
+            _fail(where, str(e), on_error, skipped, format_name)
+    return _done(path, Records(records), skipped)
 
 
 def _object(row, keys) -> dict:
@@ -179,128 +303,43 @@ def _object(row, keys) -> dict:
     return row
 
 
+def _others(row: dict, known) -> dict:
+    """The keys of a row that a format does not define: kept in ``meta``, written back."""
+    return {k: v for k, v in row.items() if k not in known}
+
+
+ALPACA_KEYS = ("instruction", "input", "output", "history")
+
+
 def _from_alpaca(row) -> list[Record]:
     row = _object(row, ["instruction", "output"])
-    return [Record(row["instruction"], row.get("input", "") or "", row["output"], row.get("history", ()))]
+    return [Record(row["instruction"], row.get("input", "") or "", row["output"], row.get("history") or (),
+                   meta=_others(row, ALPACA_KEYS))]
 
 
-def read_alpaca(path, on_error: str = "raise") -> Records:
-    """Alpaca: a JSON list of {"instruction", "input", "output"} ("input" may be missing or "")."""
-    return _read(path, _from_alpaca, on_error, "Alpaca")
+def read_alpaca(path, on_error: str = "raise", encoding: str = "utf-8") -> Records:
+    """Alpaca: a JSON list of {"instruction", "input", "output"} ("input" may be missing or "";
+    LLaMA-Factory's "history" of earlier turns is read too; other keys go to ``meta``)."""
+    return _read(path, _from_alpaca, on_error, encoding, "Alpaca")
 
 
-def read_jsonl(path, on_error: str = "raise") -> Records:
+def read_jsonl(path, on_error: str = "raise", encoding: str = "utf-8") -> Records:
     """JSON lines of {"instruction", "input", "output"}, the same fields as Alpaca."""
-    return _read(path, _from_alpaca, on_error, "JSONL")
+    return _read(path, _from_alpaca, on_error, encoding, "JSONL")
+
+
+DOLLY_KEYS = ("instruction", "context", "response")
 
 
 def _from_dolly(row) -> list[Record]:
-    row = _object(row, ["instruction", "context", "response"])
-    return [Record(row["instruction"], row["context"] or "", row["response"],
-                   meta={"category": row.get("category", "")})]
+    row = _object(row, list(DOLLY_KEYS))
+    return [Record(row["instruction"], row["context"] or "", row["response"], meta=_others(row, DOLLY_KEYS))]
 
 
-def read_dolly(path, on_error: str = "raise") -> Records:
-    """Dolly: {"instruction", "context", "response", "category"}; context becomes the input."""
-    return _read(path, _from_dolly, on_error, "Dolly")
-
-
-USER_ROLES, ASSISTANT_ROLES = ("human", "user"), ("gpt", "assistant", "chatgpt")
-
-
-def _dialogue_records(turns, meta) -> list[Record]:
-    """(role, text) turns, user and assistant alternating -> one record per assistant turn."""
-    records, history = [], []
-    expect_user = True
-    for k, (role, text) in enumerate(turns):
-        if not isinstance(text, str):
-            raise ValueError(f"turn {k} has no text string (got {type(text).__name__})")
-        if (role == "user") != expect_user:
-            raise ValueError(f"turn {k} is by the {role} but the {'user' if expect_user else 'assistant'} "
-                             f"should speak: turns must alternate, user first")
-        if role == "assistant":
-            user = turns[k - 1][1]
-            records.append(Record(user, "", text, tuple(history), dict(meta)))
-            history.append((user, text))
-        expect_user = not expect_user
-    if not records:
-        raise ValueError("the conversation has no assistant turn")
-    if not expect_user:
-        raise ValueError(f"the conversation ends with an unanswered user turn ({turns[-1][1][:40]!r})")
-    return records
-
-
-def _from_sharegpt(row) -> list[Record]:
-    row = _object(row, ["conversations"])
-    turns, system = [], ""
-    if not isinstance(row["conversations"], list):
-        raise ValueError("'conversations' must be a list of {'from', 'value'} turns")
-    for k, turn in enumerate(row["conversations"]):
-        turn = _object(turn, ["from", "value"])
-        who = turn["from"]
-        if who == "system":
-            system = turn["value"]
-        elif who in USER_ROLES or who in ASSISTANT_ROLES:
-            turns.append(("user" if who in USER_ROLES else "assistant", turn["value"]))
-        else:
-            raise ValueError(f"turn {k} is from {who!r}; expected one of {USER_ROLES + ASSISTANT_ROLES + ('system',)}")
-    meta = {"id": row.get("id", "")}
-    if system:
-        meta["system"] = system
-    return _dialogue_records(turns, meta)
-
-
-def read_sharegpt(path, on_error: str = "raise") -> Records:
-    """ShareGPT: {"id", "conversations": [{"from": "human"|"gpt"|"system", "value"}]};
-    one record per "gpt" turn, the turns before it in ``history``."""
-    return _read(path, _from_sharegpt, on_error, "ShareGPT")
-
-
-def read_oasst(path, on_error: str = "raise") -> Records:
-    """OpenAssistant message rows {"message_id", "parent_id", "role", "text", "lang"}.
-
-    Trees are rebuilt from ``parent_id`` (null for the first prompt); every assistant message
-    gives one record, its history the path from the root to it. A row whose parent is missing
-    (or was skipped) is an error naming its line."""
-    path = _check_path(path, on_error, "OASST")
-    rows, skipped = {}, []
-    for line, row in _rows(path):
-        try:
-            if isinstance(row, Exception):
-                raise row
-            row = _object(row, ["message_id", "parent_id", "role", "text"])
-            if row["role"] not in ("prompter", "assistant"):
-                raise ValueError(f"role is {row['role']!r}; OASST rows are 'prompter' or 'assistant'")
-            if not isinstance(row["text"], str) or not row["text"].strip():
-                raise ValueError("the message text is empty")
-            if row["message_id"] in rows:
-                raise ValueError(f"message_id {row['message_id']!r} appears twice")
-            rows[row["message_id"]] = (line, row)
-        except (ValueError, TypeError) as e:
-            _fail(path, line, str(e), on_error, skipped, "OASST")
-    records = []
-    for mid, (line, row) in rows.items():        # every row must reach a root, replies or not
-        try:
-            turns = [("user" if r["role"] == "prompter" else "assistant", r["text"])
-                     for r in _path_to_root(row, rows)]
-            if row["role"] == "assistant":
-                records.append(_dialogue_records(turns, {"message_id": mid, "lang": row.get("lang", "")})[-1])
-        except ValueError as e:
-            _fail(path, line, str(e), on_error, skipped, "OASST")
-    return _done(path, records, skipped)
-
-
-def _path_to_root(row, rows) -> list[dict]:
-    path = [row]
-    while path[-1]["parent_id"] is not None:
-        parent = rows.get(path[-1]["parent_id"], (None, None))[1]
-        if parent is None:
-            raise ValueError(f"message {path[-1]['message_id']!r} replies to {path[-1]['parent_id']!r}, "
-                             f"which is not in the file (or was skipped)")
-        if len(path) > len(rows):
-            raise ValueError(f"message {row['message_id']!r} is in a parent_id cycle")
-        path.append(parent)
-    return path[::-1]
+def read_dolly(path, on_error: str = "raise", encoding: str = "utf-8") -> Records:
+    """Dolly: {"instruction", "context", "response", "category"}; context becomes the input,
+    category (and any other key) goes to ``meta``."""
+    return _read(path, _from_dolly, on_error, encoding, "Dolly")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -314,7 +353,8 @@ def check_records(records) -> list[Record]:
     return records
 
 
-def _write_json(items, path, lines: bool) -> Path:
+def write_json(items, path, lines: bool) -> Path:
+    """``items`` as a JSON list (indented, as Alpaca ships) or as JSON lines, in UTF-8."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if lines:
@@ -325,47 +365,23 @@ def _write_json(items, path, lines: bool) -> Path:
     return path
 
 
+def _alpaca_row(r: Record) -> dict:
+    return {**r.to_dict(), **_others(r.meta, ALPACA_KEYS)}
+
+
 def write_alpaca(records, path) -> Path:
-    return _write_json([r.to_dict() for r in check_records(records)], path, lines=False)
+    return write_json([_alpaca_row(r) for r in check_records(records)], path, lines=False)
 
 
 def write_jsonl(records, path) -> Path:
-    return _write_json([r.to_dict() for r in check_records(records)], path, lines=True)
+    return write_json([_alpaca_row(r) for r in check_records(records)], path, lines=True)
 
 
 def write_dolly(records, path) -> Path:
     """Dolly JSON lines; a record's history has no place in Dolly and raises ValueError."""
     records = check_records(records)
     if any(r.history for r in records):
-        raise ValueError("Dolly has no conversation history; write these records as ShareGPT or OASST")
-    return _write_json([{"instruction": r.instruction, "context": r.input, "response": r.output,
-                         "category": r.meta.get("category", "")} for r in records], path, lines=True)
-
-
-def _user_text(r: Record) -> str:
-    return r.instruction + (f"\n\n{r.input}" if r.input else "")   # chat formats have no input field
-
-
-def write_sharegpt(records, path) -> Path:
-    """A ShareGPT JSON list, one conversation per record (its history, then its own turn).
-    Chat formats have no input field: the input follows the instruction after a blank line."""
-    items = []
-    for i, r in enumerate(check_records(records)):
-        turns = [t for u, a in r.history for t in ({"from": "human", "value": u}, {"from": "gpt", "value": a})]
-        turns += [{"from": "human", "value": _user_text(r)}, {"from": "gpt", "value": r.output}]
-        items.append({"id": str(r.meta.get("id") or i), "conversations": turns})
-    return _write_json(items, path, lines=False)
-
-
-def write_oasst(records, path) -> Path:
-    """OASST message rows (JSON lines), one tree per record: its history, then its own turn."""
-    rows = []
-    for i, r in enumerate(check_records(records)):
-        parent = None
-        for k, (role, text) in enumerate((role, t) for u, a in r.history + ((_user_text(r), r.output),)
-                                         for role, t in (("prompter", u), ("assistant", a))):
-            mid = f"{i}-{k}"
-            rows.append({"message_id": mid, "parent_id": parent, "role": role, "text": text,
-                         "lang": r.meta.get("lang", "")})
-            parent = mid
-    return _write_json(rows, path, lines=True)
+        raise ValueError("Dolly has no conversation history; write these records as Alpaca (its 'history') "
+                         "or as conversations (llmtap.conversations)")
+    return write_json([{"instruction": r.instruction, "context": r.input, "response": r.output,
+                        "category": "", **_others(r.meta, DOLLY_KEYS)} for r in records], path, lines=True)

@@ -37,8 +37,15 @@ def format_prompt(record: Record) -> str:
 
 
 def sft_pairs(records) -> list[tuple[str, str]]:
-    """(prompt, response) text pairs for ``completion_batches``."""
-    return [(format_prompt(r), r.output) for r in check_records(records)]
+    """(prompt, response) text pairs for ``completion_batches``. A record with an empty output
+    would teach only to stop at once: it is an error, to be dropped by an explicit rule."""
+    records = check_records(records)
+    for i, r in enumerate(records):
+        if not r.output.strip():
+            raise ValueError(f"record {i} ({r.instruction[:40]!r}) has an empty output, which teaches the model to "
+                             f"say nothing; leave such records out with records.drop(llmtap.instruct.empty_output, "
+                             f"'empty output')")
+    return [(format_prompt(r), r.output) for r in records]
 
 
 def encode_sft(records, tokenizer: Tokenizer, max_len: int | None = None) -> list[tuple[list, list]]:

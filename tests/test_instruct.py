@@ -1,10 +1,11 @@
-"""Instruction records and the formats they ship in: reading, writing ShareGPT, malformed files."""
+"""Instruction records and the single-turn formats they ship in: reading, writing, malformed files."""
+import gzip
 import json
 
 import pytest
 
-from llmtap.instruct import (FormatError, Record, check_records, read_alpaca, read_dolly, read_jsonl, read_oasst,
-                             read_sharegpt, write_alpaca, write_dolly, write_jsonl, write_oasst, write_sharegpt)
+from llmtap.instruct import (FormatError, Record, Records, check_records, empty_output, read_alpaca, read_dolly,
+                             read_jsonl, read_rows, write_alpaca, write_dolly, write_jsonl)
 
 RECORDS = [Record("把这个词翻译成英文。", "苹果", "apple", meta={"category": "translate"}),
            Record("Name 2 fruits.", "", "apple, pear"),
@@ -26,22 +27,10 @@ def dolly_row(r: Record) -> dict:
     return {"instruction": r.instruction, "context": r.input, "response": r.output, "category": r.meta.get("category", "")}
 
 
-def oasst_rows(records) -> list[dict]:
-    """One message tree per record: its history, then its own turn (the input after a blank line)."""
-    rows = []
-    for i, r in enumerate(records):
-        user = r.instruction + (f"\n\n{r.input}" if r.input else "")
-        texts = [t for turn in r.history + ((user, r.output),) for t in turn]
-        for k, text in enumerate(texts):
-            rows.append({"message_id": f"{i}-{k}", "parent_id": f"{i}-{k - 1}" if k else None,
-                         "role": "assistant" if k % 2 else "prompter", "text": text, "lang": ""})
-    return rows
-
-
 # ----------------------------------------------------------------------------- the record
 @pytest.mark.parametrize("args, error", [(("", "", "x"), ValueError), (("  ", "", "x"), ValueError),
-                                         (("do it", "", ""), ValueError), (("do it", "", " \n"), ValueError),
-                                         (("do it", None, "x"), TypeError), ((3, "", "x"), TypeError)])
+                                         (("do it", None, "x"), TypeError), ((3, "", "x"), TypeError),
+                                         (("do it", "", None), TypeError)])
 def test_record_validation(args, error):
     with pytest.raises(error):
         Record(*args)
@@ -65,41 +54,6 @@ def test_alpaca_keeps_history(tmp_path):
     assert read_alpaca(write_json(tmp_path / "a.json", [x.to_dict() for x in r], lines=False)) == r
 
 
-@pytest.mark.parametrize("fmt", ["sharegpt", "oasst"])
-def test_conversation_formats_one_record_per_assistant_turn(tmp_path, fmt):
-    chat = Record("And a third?", "", "lemon", history=[("Name 2 fruits.", "apple, pear")])
-    if fmt == "sharegpt":
-        back = read_sharegpt(write_sharegpt(RECORDS + [chat], tmp_path / "chat.json"))
-    else:
-        back = read_oasst(write_json(tmp_path / "chat.jsonl", oasst_rows(RECORDS + [chat]), lines=True))
-    # chat formats have no input field: the input follows the instruction after a blank line
-    assert back[0] == Record("把这个词翻译成英文。\n\n苹果", "", "apple")
-    assert back[1] == RECORDS[1]
-    assert back[2] == Record("Write this word backwards.\n\ncat", "", "tac")
-    assert back[3] == Record("Name 2 fruits.", "", "apple, pear")
-    assert back[4] == chat and back[4].history == (("Name 2 fruits.", "apple, pear"),)
-
-
-def test_oasst_tree_with_branches(tmp_path):
-    rows = [dict(message_id="p1", parent_id=None, role="prompter", text="Name a fruit.", lang="en"),
-            dict(message_id="a1", parent_id="p1", role="assistant", text="apple", lang="en"),
-            dict(message_id="a2", parent_id="p1", role="assistant", text="pear", lang="en"),
-            dict(message_id="p2", parent_id="a1", role="prompter", text="Another?", lang="en"),
-            dict(message_id="a3", parent_id="p2", role="assistant", text="mango", lang="en")]
-    path = write_text(tmp_path / "oasst.jsonl", "".join(json.dumps(r) + "\n" for r in rows[::-1]))  # order free
-    got = {r.meta["message_id"]: r for r in read_oasst(path)}
-    assert set(got) == {"a1", "a2", "a3"}
-    assert got["a2"] == Record("Name a fruit.", "", "pear")
-    assert got["a3"] == Record("Another?", "", "mango", history=[("Name a fruit.", "apple")])
-
-
-def test_sharegpt_system_turn_and_json_lines(tmp_path):
-    conv = {"id": "x", "conversations": [{"from": "system", "value": "Be brief."},
-                                         {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}
-    got = read_sharegpt(write_text(tmp_path / "s.jsonl", json.dumps(conv) + "\n"))
-    assert got == [Record("Hi", "", "Hello")] and got[0].meta["system"] == "Be brief."
-
-
 # ----------------------------------------------------------------------------- malformed files
 GOOD = '{"instruction": "a", "input": "", "output": "b"}'
 
@@ -107,59 +61,37 @@ GOOD = '{"instruction": "a", "input": "", "output": "b"}'
 @pytest.mark.parametrize("text, line, words", [
     (GOOD + "\n" + '{"instruction": "a", "output": ' + "\n", 2, "not valid JSON"),
     (GOOD + "\n\n" + '{"instruction": "", "output": "b"}' + "\n", 3, "instruction is empty"),
-    (GOOD + "\n" + '{"instruction": "a", "input": "", "output": ""}' + "\n", 2, "output"),
     ('{"input": "x", "output": "y"}\n' + GOOD, 1, "missing key"),
     (GOOD + "\n[1, 2]\n", 2, "expected a JSON object"),
     (GOOD + "\n" + '{"instruction": 5, "output": "b"}' + "\n", 2, "must be a str"),
 ])
 def test_jsonl_errors_name_file_and_line(tmp_path, text, line, words):
     path = write_text(tmp_path / "bad.jsonl", text)
-    with pytest.raises(FormatError, match=rf"bad.jsonl, line {line}: .*{words}"):
+    with pytest.raises(FormatError, match=rf"bad.jsonl, line {line} \(item {1 if line > 1 else 0}\): .*{words}"):
         read_jsonl(path)
     with pytest.warns(UserWarning, match="skipped 1"):
         got = read_jsonl(path, on_error="skip")
     assert got == [Record("a", "", "b")]
-    assert len(got.skipped) == 1 and got.skipped[0].where.endswith(f"line {line}") and words.split()[0] in got.skipped[0].reason
+    assert len(got.skipped) == 1 and f"line {line} " in got.skipped[0].where and words.split()[0] in got.skipped[0].reason
 
 
 def test_json_list_errors_name_the_line(tmp_path):
     path = write_text(tmp_path / "a.json", '[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c"}\n]\n')
-    with pytest.raises(FormatError, match=r"a.json, line 3: missing key"):
+    with pytest.raises(FormatError, match=r"a.json, line 3 \(item 1\): missing key"):
         read_alpaca(path)
     with pytest.warns(UserWarning):
         assert len(read_alpaca(path, on_error="skip")) == 1
-    with pytest.raises(FormatError, match="line 2: not valid JSON"):
+    with pytest.raises(FormatError, match=r"line 2 \(item 0\): not valid JSON"):
         read_alpaca(write_text(tmp_path / "b.json", '[\n {"instruction": "a",, "output": "b"}\n]'))
-    with pytest.raises(FormatError, match="line 2: expected ','"):
+    with pytest.raises(FormatError, match="line 2 .item 1.: expected ','"):
         read_alpaca(write_text(tmp_path / "d.json", '[{"instruction": "a", "output": "b"}\n {"instruction": "c", "output": "d"}]'))
     with pytest.raises(FormatError, match="not closed"):
         read_alpaca(write_text(tmp_path / "c.json", '[{"instruction": "a", "output": "b"}'))
 
 
-def test_dolly_sharegpt_oasst_errors(tmp_path):
-    with pytest.raises(FormatError, match=r"line 1: missing key.*context"):
+def test_dolly_errors(tmp_path):
+    with pytest.raises(FormatError, match=r"line 1 \(item 0\): missing key.*context"):
         read_dolly(write_text(tmp_path / "d.jsonl", '{"instruction": "a", "response": "b"}\n'))
-    turns = lambda *w: json.dumps({"conversations": [{"from": f, "value": "t"} for f in w]})
-    path = write_text(tmp_path / "s.jsonl", "\n".join([turns("human", "gpt"), turns("gpt", "human"),
-                                                       turns("human", "gpt", "human"), turns("human", "robot")]))
-    with pytest.raises(FormatError, match="line 2: turn 0 is by the assistant"):
-        read_sharegpt(path)
-    with pytest.warns(UserWarning):
-        got = read_sharegpt(path, on_error="skip")
-    assert len(got) == 1 and [s.where[-6:] for s in got.skipped] == ["line 2", "line 3", "line 4"]
-    assert "unanswered" in got.skipped[1].reason and "robot" in got.skipped[2].reason
-    rows = [dict(message_id="p1", parent_id=None, role="prompter", text="Q"),
-            dict(message_id="a1", parent_id="p1", role="assistant", text="A"),
-            dict(message_id="a9", parent_id="gone", role="assistant", text="orphan"),
-            dict(message_id="x", parent_id=None, role="moderator", text="?")]
-    path = write_text(tmp_path / "o.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(FormatError, match="line 4: role is 'moderator'"):
-        read_oasst(path)
-    with pytest.warns(UserWarning):
-        got = read_oasst(path, on_error="skip")
-    assert got == [Record("Q", "", "A")]
-    assert {s.where[-6:]: s.reason for s in got.skipped}.keys() == {"line 3", "line 4"}
-    assert "not in the file" in got.skipped[1].reason or "not in the file" in got.skipped[0].reason
 
 
 def test_reader_argument_errors(tmp_path):
@@ -168,7 +100,7 @@ def test_reader_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="on_error"):
         read_jsonl(write_text(tmp_path / "x.jsonl", GOOD), on_error="ignore")
     with pytest.raises(TypeError, match="Record"):
-        write_sharegpt([{"instruction": "a"}], tmp_path / "y.json")
+        write_jsonl([{"instruction": "a"}], tmp_path / "y.json")
     with pytest.raises(TypeError, match="record 1 is a dict"):
         check_records([RECORDS[0], {"instruction": "a"}])
     assert check_records(iter(RECORDS)) == RECORDS
@@ -187,17 +119,107 @@ def test_round_trip_keeps_every_field(tmp_path, write, read):
 def test_alpaca_writer_keeps_history(tmp_path):
     r = [Record("And a third?", "", "lemon", history=[("Name 2 fruits.", "apple, pear")])]
     assert read_alpaca(write_alpaca(r, tmp_path / "a.json")) == r
-    with pytest.raises(ValueError, match="ShareGPT or OASST"):
+    with pytest.raises(ValueError, match="history"):
         write_dolly(r, tmp_path / "d.jsonl")
 
 
-@pytest.mark.parametrize("write, read", [(write_sharegpt, read_sharegpt), (write_oasst, read_oasst)])
-def test_conversation_writers_one_record_per_assistant_turn(tmp_path, write, read):
-    chat = Record("And a third?", "", "lemon", history=[("Name 2 fruits.", "apple, pear")])
-    back = read(write(RECORDS + [chat], tmp_path / "chat.json"))
-    # chat formats have no input field: the input follows the instruction after a blank line
-    assert back[0] == Record("把这个词翻译成英文。\n\n苹果", "", "apple")
-    assert back[1] == RECORDS[1]
-    assert back[2] == Record("Write this word backwards.\n\ncat", "", "tac")
-    assert back[3] == Record("Name 2 fruits.", "", "apple, pear")
-    assert back[4] == chat and back[4].history == (("Name 2 fruits.", "apple, pear"),)
+
+# ----------------------------------------------------------------------------- real-file problems
+ITEM = {"instruction": "a", "input": "", "output": "b"}
+
+
+def test_line_and_item_are_counted_through_a_long_list(tmp_path):
+    """The list is read in one pass; line numbers stay right deep into the file."""
+    items = [dict(ITEM, instruction=f"task {i}") for i in range(3000)]
+    items[2500] = {"instruction": "no output"}
+    text = json.dumps(items, indent=2)
+    path = write_text(tmp_path / "big.json", text)
+    line = 1 + text[:text.rindex("{", 0, text.index('"no output"'))].count("\n")   # where the item starts
+    with pytest.raises(FormatError, match=rf"big.json, line {line} \(item 2500\): missing key"):
+        read_alpaca(path)
+    with pytest.warns(UserWarning):
+        got = read_alpaca(path, on_error="skip")
+    assert len(got) == 2999 and got[2500].instruction == "task 2501"
+    one_line = write_text(tmp_path / "one.json", json.dumps(items))
+    with pytest.raises(FormatError, match=r"line 1 \(item 2500\)"):
+        read_alpaca(one_line)
+
+
+def test_trailing_and_missing_commas(tmp_path):
+    path = write_text(tmp_path / "t.json", '[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c", "output": "d"},\n]\n')
+    with pytest.raises(FormatError, match="trailing comma after item 1"):
+        read_alpaca(path)
+    with pytest.warns(UserWarning, match="skipped 1"):
+        got = read_alpaca(path, on_error="skip")
+    assert [r.output for r in got] == ["b", "d"] and "every item was read" in got.skipped[0].reason
+    path = write_text(tmp_path / "m.json", '[{"instruction": "a", "output": "b"}\n {"instruction": "c", "output": "d"}]')
+    with pytest.warns(UserWarning):
+        got = read_alpaca(path, on_error="skip")
+    assert [r.output for r in got] == ["b", "d"] and "expected ','" in got.skipped[0].reason
+
+
+def test_skip_mode_reads_on_after_a_broken_item(tmp_path):
+    text = ('[\n {"instruction": "a", "output": "b"},\n {"instruction": "c",, "output": "d"},\n'
+            ' {"instruction": "e", "output": "f"}\n]')
+    with pytest.warns(UserWarning, match="skipped 1"):
+        got = read_alpaca(write_text(tmp_path / "x.json", text), on_error="skip")
+    assert [r.output for r in got] == ["b", "f"]
+    assert "line 3 (item 1)" in got.skipped[0].where and "not valid JSON" in got.skipped[0].reason
+
+
+@pytest.mark.parametrize("after, words", [('[{"instruction": "c", "output": "d"}]', "two JSON lists"),
+                                          ("garbage", "text after the end")])
+def test_text_after_the_list_is_never_ignored(tmp_path, after, words):
+    path = write_text(tmp_path / "x.json", '[{"instruction": "a", "output": "b"}]\n' + after)
+    with pytest.raises(FormatError, match=rf"x.json, line 2: .*{words}"):
+        read_alpaca(path)
+    with pytest.warns(UserWarning):
+        got = read_alpaca(path, on_error="skip")
+    assert len(got) == 1 and words in got.skipped[0].reason
+
+
+@pytest.mark.parametrize("text, words", [("", "is empty"), ("  \n\n", "is empty"), ("[ ]", "empty JSON list"),
+                                         ('{\n  "instruction": "a",\n  "output": "b"\n}\n', "single JSON object")])
+def test_empty_files_and_a_lone_object_are_clear_errors(tmp_path, text, words):
+    with pytest.raises(FormatError, match=words):
+        read_alpaca(write_text(tmp_path / "e.json", text))
+
+
+def test_encodings_bom_and_gzip(tmp_path):
+    rows = [{"instruction": "把这个词翻译成英文。", "input": "苹果", "output": "apple"}]
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps(rows[0], ensure_ascii=False).encode())
+    assert read_jsonl(tmp_path / "bom.jsonl")[0].input == "苹果"
+    (tmp_path / "gbk.json").write_bytes(json.dumps(rows, ensure_ascii=False).encode("gbk"))
+    with pytest.raises(FormatError, match=r"gbk.json: byte \d+ .*not valid utf-8.*encoding='gb18030'"):
+        read_alpaca(tmp_path / "gbk.json")
+    assert read_alpaca(tmp_path / "gbk.json", encoding="gb18030")[0].input == "苹果"
+    with pytest.raises(ValueError, match="unknown encoding"):
+        read_alpaca(tmp_path / "gbk.json", encoding="klingon")
+    (tmp_path / "z.json.gz").write_bytes(gzip.compress(json.dumps(rows).encode()))
+    assert read_alpaca(tmp_path / "z.json.gz")[0].output == "apple"
+
+
+def test_unknown_keys_are_kept_and_written_back(tmp_path):
+    rows = [{"instruction": "a", "input": "", "output": "b", "system": "Be brief.", "id": 7}]
+    got = read_alpaca(write_json(tmp_path / "a.json", rows, lines=False))
+    assert got[0].meta == {"system": "Be brief.", "id": 7}
+    assert json.loads(write_alpaca(got, tmp_path / "b.json").read_text(encoding="utf-8")) == rows
+    dolly = [{"instruction": "a", "context": "", "response": "b", "category": "qa", "source": "x"}]
+    back = write_dolly(read_dolly(write_json(tmp_path / "d.jsonl", dolly, lines=True)), tmp_path / "e.jsonl")
+    assert [json.loads(line) for line in back.read_text(encoding="utf-8").splitlines()] == dolly
+
+
+def test_empty_outputs_load_and_drop_by_a_named_rule(tmp_path):
+    rows = [ITEM, dict(ITEM, output=""), dict(ITEM, output="  "), dict(ITEM, instruction="c")]
+    got = read_alpaca(write_json(tmp_path / "a.json", rows, lines=False))
+    assert len(got) == 4
+    kept = got.drop(empty_output, "empty output")
+    assert isinstance(kept, Records) and len(kept) == 2 and len(got) == 4
+    assert [s.where for s in kept.skipped] == ["record 1", "record 2"] and "empty output" in kept.skipped[0].reason
+    with pytest.raises(TypeError, match="rule"):
+        got.drop("empty", "x")
+
+
+def test_read_rows_gives_where_for_every_value(tmp_path):
+    rows, skipped = read_rows(write_text(tmp_path / "r.jsonl", '{"a": 1}\n\n[2]\n'))
+    assert [(w.line, w.item, v) for w, v in rows] == [(1, 0, {"a": 1}), (3, 1, [2])] and skipped == []

@@ -42,6 +42,8 @@ def test_labels_are_masked_to_the_response():
         encode_sft(RECORDS, TOKENIZER, max_len=10)
     with pytest.raises(TypeError):
         encode_sft(RECORDS, object())
+    with pytest.raises(ValueError, match=r"record 1 .*empty output.*records.drop"):
+        encode_sft([RECORDS[0], Record("Say nothing.", "", " ")], TOKENIZER)
 
 
 def test_completion_batches_eos_matches_collate_completions():
