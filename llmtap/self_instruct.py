@@ -17,6 +17,14 @@ One round of the loop (Wang et al., 2022), as LLM-TAP 5.4 describes it:
 Kept tasks join the pool and can be sampled in later rounds. Every rejection is counted by its
 reason in ``SelfInstruct.counts``.
 
+``SelfInstruct(style="original")`` runs it as the authors' released code does instead: their
+English prompts ("Come up with a series of tasks:", numbered "1. "), their rules (word counts
+<= 3 or > 150, their keyword list, no "Write a program", no instruction starting with
+punctuation or a non-ASCII character), one fixed class-balanced set of examples for the
+classification question (a random 6 of their 175 seed tasks, 26 of them classification, has no
+"Yes" to show 38% of the time), instance formats whose blank lines do not cut an example, and
+ROUGE-L "reject only if > 0.7".
+
 Here: tasks, the prompts and their parsing, the filters and the loop. The generator is any callable
 ``generate(prompt, max_new_tokens, seed) -> str`` (``llmtap.generators``); ROUGE-L and the
 diversity filter alone (``rouge_filter``) are in ``llmtap.rouge``; ``llmtap.teach_formats``
@@ -27,6 +35,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import string
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +43,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .generators import GeneratorError
-from .rouge import RougeIndex, tokenize
+from .rouge import RougeIndex, _check_rule, tokenize, too_similar
 from .validate import non_negative_int, one_of
 
 SEED_TASKS_PATH = Path(__file__).parent / "data" / "seed_tasks.jsonl"
@@ -194,10 +203,12 @@ class FilterConfig:
     min_tokens: int = 3
     max_tokens: int = 150
     blacklist: dict = field(default_factory=lambda: {k: tuple(v) for k, v in BLACKLIST.items()})
+    rouge_rule: str = "paper"          # "paper": keep if < threshold; "released": if <= (llmtap.rouge.RULES)
 
     def __post_init__(self):
         if not 0 < self.rouge_threshold <= 1:
             raise ValueError(f"rouge_threshold must be in (0, 1], got {self.rouge_threshold}")
+        _check_rule(self.rouge_rule)
         if not 0 <= self.min_tokens <= self.max_tokens:
             raise ValueError(f"need 0 <= min_tokens <= max_tokens, got {self.min_tokens}, {self.max_tokens}")
 
@@ -239,7 +250,7 @@ def check_instruction(instruction: str, index: RougeIndex, cfg: FilterConfig = F
         for start, stop in ((0, n_pool), (n_pool, len(index))):      # the pool, then the round
             if stop > start:
                 best = start + int(scores[start:stop].argmax())
-                if scores[best] >= cfg.rouge_threshold:
+                if too_similar(float(scores[best]), cfg.rouge_threshold, cfg.rouge_rule):
                     return "similar", f"ROUGE-L {scores[best]:.2f} with {index.texts[best]!r}"
     return None, ""
 
@@ -256,6 +267,124 @@ def check_instance(x: str, y: str, seen) -> str | None:
     return None
 
 
+# ----------------------------------------------------------------------------- as the authors ran it
+# The released Self-Instruct code (Wang et al., 2023; bootstrap_instructions.py) differs from the
+# course's version in its prompt and its rules; ``SelfInstruct(style="original")`` runs it that
+# way, for a generator that can follow English prompts (a Hugging Face or OpenAI-style model).
+ORIGINAL_HEADER = "Come up with a series of tasks:\n"
+ORIGINAL_KEYWORDS = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
+                     "draw", "plot", "go to")
+ORIGINAL_CLASSIFY_HEADER = "Can the following task be regarded as a classification task with finite output labels?\n\n"
+
+
+def original_instruction_prompt(instructions: list[str]) -> str:
+    """'Come up with a series of tasks:', the instructions numbered '1. ', '2. ', ..., then the
+    next number left open (white space collapsed, a trailing ':' dropped, as the authors did)."""
+    if not instructions:
+        raise ValueError("give at least one instruction to show the model")
+    lines = [f"{i + 1}. {' '.join(ins.split()).rstrip(':')}" for i, ins in enumerate(instructions)]
+    return ORIGINAL_HEADER + "\n".join(lines) + f"\n{len(instructions) + 1}."
+
+
+def parse_original_instructions(text: str) -> list[str]:
+    """The continuation cut at every new line that starts with a number and a dot ('\\n12. '),
+    white space collapsed and the first letter capitalised. Python's ``str.capitalize``, which the
+    authors used, also lowercases the rest ('Name the USA' -> 'Name the usa'): kept as they ran it."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    pieces = (" ".join(p.split()).capitalize() for p in re.split(r"\n\d+\s?\. ", text))
+    return [p for p in pieces if p]
+
+
+def original_filter(instruction: str) -> str | None:
+    """The released code's rules, in its order; the reason an instruction is dropped, or None.
+    Lengths count words split on white space (not tokens: a Chinese sentence is one "word")."""
+    n = len(instruction.split())
+    if n <= 3:
+        return "too short"
+    if n > 150:
+        return "too long"
+    if any(re.search(rf"\b{word}\b", instruction, re.IGNORECASE) for word in ORIGINAL_KEYWORDS):
+        return "keyword"
+    if instruction.startswith("Write a program"):      # the model kept adding it; the authors drop it
+        return "write a program"
+    if instruction[0] in string.punctuation:
+        return "starts with punctuation"
+    if not instruction[0].isascii():                   # which also drops every Chinese instruction
+        return "starts with a non-ASCII character"
+    return None
+
+
+def original_classification_prompt(instruction: str, shots: list[Task]) -> str:
+    """The authors' question, their 'Is it classification? Yes/No' lines, then the new task."""
+    lines = "".join(f"Task: {t.instruction}\nIs it classification? {'Yes' if t.is_classification else 'No'}\n\n"
+                    for t in shots)
+    return ORIGINAL_CLASSIFY_HEADER + lines + f"Task: {instruction}\nIs it classification?"
+
+
+def balanced_shots(tasks, n: int, rng: random.Random) -> list[Task]:
+    """n example tasks for the classification question, half classification and half not (as far
+    as there are), shuffled. Drawn once per run, as the authors' fixed prompt is: a random draw
+    from the 175 seed tasks, of which 25 are classification, often has no "Yes" to show."""
+    non_negative_int(n, "n")
+    yes = [t for t in tasks if t.is_classification]
+    no = [t for t in tasks if not t.is_classification]
+    n_yes = min(len(yes), max(n // 2, n - len(no)))      # more of one kind only when the other runs out
+    chosen = rng.sample(yes, n_yes) + rng.sample(no, min(len(no), n - n_yes))
+    rng.shuffle(chosen)
+    return chosen
+
+
+ORIGINAL_INSTANCE_HEADER = {
+    False: "Come up with examples for the following tasks. Try to generate multiple examples when possible. "
+           "If the task doesn't require additional input, you can generate the output directly.\n\n",
+    True: "Given the classification task definition and the class labels, generate an input that corresponds "
+          "to each of the class labels. If the task doesn't require input, just generate possible class labels.\n\n"}
+
+
+def original_instance_prompt(instruction: str, examples: list[Task], output_first: bool) -> str:
+    """The authors' instance prompts. Input-first: 'Task:', then 'Example 1' with the input and
+    'Output:' (or 'Output:' alone when there is no input). Output-first (classification):
+    'Task:', then 'Class label:' lines each followed by an input; the new task ends open at
+    'Class label:'."""
+    def show(t: Task) -> str:
+        if output_first:
+            return f"Task: {t.instruction}\n" + "".join(f"Class label: {y}\n{x}\n" for x, y in t.instances) + "\n"
+        return f"Task: {t.instruction}\n" + "".join(
+            (f"Example {k + 1}\n{x}\nOutput: {y}\n" if x else f"Output: {y}\n") for k, (x, y) in enumerate(t.instances)) + "\n"
+    tail = f"Task: {instruction}\nClass label:" if output_first else f"Task: {instruction}\n"
+    return ORIGINAL_INSTANCE_HEADER[output_first] + "".join(show(t) for t in examples if t.instances) + tail
+
+
+def parse_original_class_instances(text: str) -> list[tuple[str, str]]:
+    """(input, label) pairs of the output-first continuation (after 'Class label:'): each label's
+    input runs to the next 'Class label:' or 'Task:' line, blank lines included."""
+    body = re.split(r"\n\s*Task:", text)[0]
+    pairs = []
+    for chunk in re.split(r"\n\s*Class label:", body):
+        label, _, x = chunk.strip("\n").partition("\n")
+        if label.strip():
+            pairs.append((x.strip(), label.strip()))
+    return pairs
+
+
+def parse_original_instances(text: str) -> list[tuple[str, str]]:
+    """(input, output) pairs of the authors' input-first format, continued after 'Task: ...\\n':
+    either 'Output: ...' alone (no input), or 'Example 1\\n<input>\\nOutput: ...' repeated. Each
+    example runs to the next 'Example N' or 'Task:' line, so a blank line inside an input or an
+    output does not cut it."""
+    body = re.split(r"\n\s*Task:", text)[0]
+    examples = re.split(r"(?:^|\n)\s*Example \d+\s*\n", body)
+    pairs = []
+    for ex in examples:
+        if "Output:" not in ex:
+            continue
+        x, y = ex.rsplit("Output:", 1)
+        if y.strip():
+            pairs.append((x.strip(), y.strip()))
+    return pairs
+
+
 # ----------------------------------------------------------------------------- the loop
 class SelfInstruct:
     """The iterative bootstrap. ``step()`` runs one round and returns the tasks it kept;
@@ -265,21 +394,31 @@ class SelfInstruct:
 
     def __init__(self, generator, seed_tasks: list[Task] | None = None, cfg: FilterConfig | None = None,
                  seed: int = 0, lang: str | None = None, n_seed: int = 6, n_generated: int = 2,
-                 n_shots: int = 6, max_new_tokens: int = 48):
+                 n_shots: int = 6, max_new_tokens: int = 48, style: str = "course"):
         if not callable(generator):
             raise TypeError("generator must be callable as generator(prompt, max_new_tokens, seed) -> str")
         one_of(lang, "lang (None for both languages)", (None, "en", "zh"))
+        one_of(style, "style", ("course", "original"))
         seeds = list(seed_tasks) if seed_tasks is not None else load_seed_tasks()
+        if style == "original":                      # the authors' prompts and rules are English-only
+            if lang == "zh":
+                raise ValueError("style='original' runs the authors' English prompts; use style='course' for Chinese")
+            lang = "en"
         if lang is not None:
             seeds = [t for t in seeds if t.lang == lang]
         if len(seeds) < n_seed:
             raise ValueError(f"need at least n_seed = {n_seed} seed tasks, got {len(seeds)}")
-        self.generator, self.cfg = generator, cfg or FilterConfig()
+        self.style = style
+        self.generator, self.cfg = generator, cfg or FilterConfig(rouge_rule="released" if style == "original" else "paper")
         self.seed_tasks, self.generated = seeds, []
         self.index = RougeIndex(t.instruction for t in seeds)
         self.rng, self.lang, self.round = random.Random(seed), lang, 0
         self.n_seed, self.n_generated, self.n_shots, self.max_new_tokens = n_seed, n_generated, n_shots, max_new_tokens
         self.counts, self.kept, self.rejected = Counter(), [], []   # rejected: (text, stage, reason, detail)
+        # a mixed-language run picks each prompt's language among those the seed tasks are in
+        self.langs = sorted({t.lang for t in seeds}) if lang is None else [lang]
+        # the original run asks about classification with one fixed, balanced set of examples
+        self.clf_shots = balanced_shots(seeds, n_shots, self.rng) if style == "original" else None
 
     def _generate(self, prompt: str, max_new_tokens: int) -> str:
         text = self.generator(prompt, max_new_tokens, self.rng.randrange(2**31))
@@ -294,7 +433,7 @@ class SelfInstruct:
         try:
             round_index = RougeIndex(self.index.texts)    # the pool; instructions that pass join it
             for ins in self._new_instructions(counts):
-                reason, detail = check_instruction(ins, round_index, self.cfg, pool_size=len(self.index))
+                reason, detail = self._check(ins, round_index)
                 if reason is not None:
                     counts[f"rejected: {reason}"] += 1
                     rejected.append((ins, "instruction", reason, detail))
@@ -321,21 +460,40 @@ class SelfInstruct:
         self.round += 1
         return new_tasks
 
+    def _check(self, instruction: str, round_index: RougeIndex) -> tuple:
+        """Stage 4's instruction filters: the course's (``check_instruction``), or the released
+        code's rules (``original_filter``) and then its ROUGE-L rule."""
+        if self.style == "original":
+            reason = original_filter(instruction)
+            if reason is not None:
+                return reason, ""
+        return check_instruction(instruction, round_index, self.cfg if self.style == "course" else
+                                 FilterConfig(self.cfg.rouge_threshold, 0, 10**9, {}, self.cfg.rouge_rule),
+                                 pool_size=len(self.index))
+
     def _new_instructions(self, counts: Counter) -> list[str]:
         """Stage 1: show 8 instructions of one language from the pool, parse what the model adds."""
-        lang = self.lang or self.rng.choice(("en", "zh"))
-        same_lang = lambda tasks: [t for t in tasks if t.lang == lang] or list(tasks)
+        lang = self.langs[0] if len(self.langs) == 1 else self.rng.choice(self.langs)
+        same_lang = lambda tasks: [t for t in tasks if t.lang == lang]
         shown = sample_instructions(same_lang(self.seed_tasks), same_lang(self.generated), self.rng,
                                     self.n_seed, self.n_generated)
         counts["prompts"] += 1
-        candidates = parse_instructions(self._generate(instruction_prompt(shown, lang), self.max_new_tokens))
+        if self.style == "original":
+            text = self._generate(original_instruction_prompt(shown), self.max_new_tokens)
+            candidates = parse_original_instructions(text)
+        else:
+            candidates = parse_instructions(self._generate(instruction_prompt(shown, lang), self.max_new_tokens))
         counts["instructions generated"] += len(candidates)
         return candidates
 
     def _is_classification(self, instruction: str, counts: Counter) -> bool:
         """Stage 2: a few-shot yes/no question; an unclear answer counts as no."""
-        shots = self.rng.sample(self.seed_tasks, min(self.n_shots, len(self.seed_tasks)))
-        answer = parse_yes_no(self._generate(classification_prompt(instruction, shots), 3))
+        if self.style == "original":
+            prompt = original_classification_prompt(instruction, self.clf_shots)
+        else:
+            prompt = classification_prompt(instruction, self.rng.sample(self.seed_tasks,
+                                                                        min(self.n_shots, len(self.seed_tasks))))
+        answer = parse_yes_no(self._generate(prompt, 3))
         counts[{True: "classification: yes", False: "classification: no", None: "classification: unclear"}[answer]] += 1
         return bool(answer)
 
@@ -343,8 +501,13 @@ class SelfInstruct:
         """Stage 3: (the model's text, the valid instances, why there are none or None)."""
         examples = [t for t in self.seed_tasks if t.is_classification == is_cls]
         examples = self.rng.sample(examples, min(2, len(examples)))
-        text = self._generate(instance_prompt(instruction, examples, output_first=is_cls), self.max_new_tokens)
-        parsed, instances = parse_instances(text, output_first=is_cls), []
+        if self.style == "original":
+            text = self._generate(original_instance_prompt(instruction, examples, is_cls), self.max_new_tokens)
+            parsed = parse_original_class_instances(text) if is_cls else parse_original_instances(text)
+        else:
+            text = self._generate(instance_prompt(instruction, examples, output_first=is_cls), self.max_new_tokens)
+            parsed = parse_instances(text, output_first=is_cls)
+        instances = []
         counts["instances generated"] += len(parsed)
         for x, y in parsed:
             why = check_instance(x, y, instances)
@@ -366,7 +529,8 @@ class SelfInstruct:
         """(stage, count) rows in pipeline order, rejections by reason after their stage."""
         order = ["prompts", "instructions generated"]
         order += sorted(k for k in self.counts if k.startswith("rejected: ") and k[10:] in
-                        ("too short", "too long", "keyword", "duplicate", "similar"))
+                        ("too short", "too long", "keyword", "write a program", "starts with punctuation",
+                         "starts with a non-ASCII character", "duplicate", "similar"))
         order += ["instructions passing filters", "classification: yes", "classification: no",
                   "classification: unclear", "instances generated"]
         order += sorted(k for k in self.counts if k.startswith("instance rejected: "))

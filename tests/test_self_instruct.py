@@ -7,10 +7,13 @@ import pytest
 
 from llmtap.generators import GeneratorError
 from llmtap.rouge import RougeIndex, rouge_l
-from llmtap.self_instruct import (BLACKLIST, FilterConfig, SelfInstruct, Task, blacklisted_word, check_instance,
-                                  check_instruction, classification_prompt, detect_lang, instance_prompt,
-                                  instruction_prompt, load_seed_tasks, parse_instances, parse_instructions,
-                                  parse_yes_no, sample_instructions)
+from llmtap.self_instruct import (BLACKLIST, FilterConfig, SelfInstruct, Task, balanced_shots, blacklisted_word,
+                                  check_instance, check_instruction, classification_prompt, detect_lang,
+                                  instance_prompt, instruction_prompt, load_seed_tasks, original_classification_prompt,
+                                  original_filter, original_instance_prompt, original_instruction_prompt,
+                                  parse_instances, parse_instructions, parse_original_class_instances,
+                                  parse_original_instances, parse_original_instructions, parse_yes_no,
+                                  sample_instructions)
 
 
 # ----------------------------------------------------------------------------- seed tasks
@@ -211,3 +214,101 @@ def test_self_instruct_argument_errors():
         SelfInstruct(scripted).run(-1)
     with pytest.raises(GeneratorError, match="not a str"):
         SelfInstruct(lambda p, n, s: None).step()
+
+
+
+# ----------------------------------------------------------------------------- as the authors ran it
+def test_original_instruction_prompt_and_parsing():
+    p = original_instruction_prompt(["Name a  fruit:", "Sort\nthe list."])
+    assert p == "Come up with a series of tasks:\n1. Name a fruit\n2. Sort the list.\n3."
+    text = " Give three   tips for sleeping well.\n4. Explain why the USA has 50 states.\n5 . Write a haiku.\n6.Name"
+    assert parse_original_instructions(text) == ["Give three tips for sleeping well.",
+                                                 "Explain why the usa has 50 states.",   # str.capitalize, as they ran it
+                                                 "Write a haiku. 6.name"]                # a cut needs '. ' after the number
+
+
+@pytest.mark.parametrize("text, reason", [("Name a fruit", "too short"), ("word " * 151, "too long"),
+                                          ("Describe the image in detail please", "keyword"),
+                                          ("Tell me how to GO TO the station", "keyword"),
+                                          ("Write a program that sorts numbers", "write a program"),
+                                          ("- List five animals please", "starts with punctuation"),
+                                          ("¿Qué hora es ahora mismo?", "starts with a non-ASCII character"),
+                                          ("Describe the profile of a mountain", None),     # "file" only as a whole word
+                                          ("Summarize the mapping between two sets", None)])
+def test_original_filter_rules(text, reason):
+    assert original_filter(text) == reason
+
+
+def test_balanced_shots_show_both_answers():
+    tasks = [Task(f"classify {i}", [("x", "y")], i < 3) for i in range(20)]
+    shots = balanced_shots(tasks, 6, random.Random(0))
+    assert len(shots) == 6 and sum(t.is_classification for t in shots) == 3
+    assert sum(t.is_classification for t in balanced_shots(tasks[:4], 4, random.Random(0))) == 3   # 1 "no" left
+    p = original_classification_prompt("Is the review positive?", shots[:2])
+    assert p.startswith("Can the following task be regarded as a classification task") and p.endswith(
+        "Task: Is the review positive?\nIs it classification?")
+
+
+def test_original_instances_keep_blank_lines():
+    text = "Example 1\nParagraph: one.\n\nAnd two.\nOutput: Two sentences.\n\nFirst: a\nExample 2\nList: [3, 1]\nOutput: [1, 3]\n\nTask: next"
+    assert parse_original_instances(text) == [("Paragraph: one.\n\nAnd two.", "Two sentences.\n\nFirst: a"),
+                                              ("List: [3, 1]", "[1, 3]")]
+    assert parse_original_instances("Output: 29.44 C\n\nTask: x") == [("", "29.44 C")]
+    labels = " Positive\nSentence: I had a great day.\n\nReally.\nClass label: Negative\nSentence: Awful.\nTask: y"
+    assert parse_original_class_instances(labels) == [("Sentence: I had a great day.\n\nReally.", "Positive"),
+                                                      ("Sentence: Awful.", "Negative")]
+    shot = Task("Sort the list.", [("List: [2, 1]", "[1, 2]")])
+    assert original_instance_prompt("Add 2 and 3.", [shot], False).endswith(
+        "Task: Sort the list.\nExample 1\nList: [2, 1]\nOutput: [1, 2]\n\nTask: Add 2 and 3.\n")
+
+
+def scripted_original(prompt, max_new_tokens, seed):
+    rng = random.Random(seed)
+    if prompt.endswith("Is it classification?"):
+        return rng.choice([" Yes", " No"])
+    if prompt.endswith("Class label:"):
+        return " Positive\nSentence: Lovely.\nClass label: Negative\nSentence: Bad."
+    if prompt.startswith("Come up with examples"):
+        return rng.choice(["Example 1\nWord: river\nOutput: a long stream", "Output: done"])
+    lines = [f"{rng.choice(VERBS)} the {rng.choice(NOUNS)} in five sentences" for _ in range(3)]
+    lines += [rng.choice(["Write a program to add numbers", "画一只猫。", "- Describe it now please"])]
+    return " " + "\n9. ".join(lines)
+
+
+def test_original_style_runs_the_authors_rules():
+    si = SelfInstruct(scripted_original, seed=0, style="original")
+    si.run(10)
+    c = si.counts
+    assert si.langs == ["en"] and all(t.lang == "en" for t in si.seed_tasks)
+    assert c["rejected: write a program"] + c["rejected: starts with punctuation"] + \
+        c["rejected: starts with a non-ASCII character"] > 0
+    assert c["classification: yes"] > 0 and c["classification: no"] > 0 and c["tasks kept"] > 0
+    assert sum(t.is_classification for t in si.clf_shots) == 3 and si.cfg.rouge_rule == "released"
+    kept_cls = [t for t in si.generated if t.is_classification]
+    assert all(t.instances == [("Sentence: Lovely.", "Positive"), ("Sentence: Bad.", "Negative")] for t in kept_cls)
+    with pytest.raises(ValueError, match="style"):
+        SelfInstruct(scripted_original, style="paper")
+    with pytest.raises(ValueError, match="English"):
+        SelfInstruct(scripted_original, style="original", lang="zh")
+
+
+def test_a_mixed_run_never_puts_a_chinese_header_on_english_tasks():
+    prompts = []
+
+    def spy(prompt, max_new_tokens, seed):
+        prompts.append(prompt)
+        return scripted(prompt, max_new_tokens, seed)
+
+    english = [t for t in load_seed_tasks() if t.lang == "en"]
+    SelfInstruct(spy, seed_tasks=english, seed=0).run(6)
+    headers = [p for p in prompts if p.startswith(("Here is a list", "下面是一些任务"))]
+    assert len(headers) == 6 and all(p.startswith("Here is a list") for p in headers)
+
+
+def test_released_rouge_rule_keeps_a_tie():
+    pool = RougeIndex(["a b c d e f g h i j"])
+    tie = "a b c d e f g x y z"                                       # LCS 7 of 10 and 10: F = 0.7 exactly
+    assert check_instruction(tie, pool)[0] == "similar"
+    assert check_instruction(tie, pool, FilterConfig(rouge_rule="released"))[0] is None
+    with pytest.raises(ValueError, match="rule"):
+        FilterConfig(rouge_rule="loose")
