@@ -206,8 +206,9 @@ def _json_list(path: Path, text: str, start: int):
     if pos < len(text) and text[pos] == "]":
         raise FormatError(f"{path} holds an empty JSON list: there is no example to read")
     while True:
-        if pos >= len(text):
-            raise FormatError(f"{where(pos)}: the JSON list is not closed with ']' (is the file cut short?)")
+        if pos >= len(text):                              # the items read so far are kept in skip mode
+            yield where(pos), FormatError("the JSON list is not closed with ']' (is the file cut short?)")
+            return
         try:
             value, end = decoder.raw_decode(text, pos)
             yield where(pos), value
@@ -294,12 +295,22 @@ def _read(path, parse, on_error: str, encoding: str, format_name: str) -> Record
     return _done(path, Records(records), skipped)
 
 
+# keys that give away another format, and the reader for it
+_FORMAT_HINTS = (("conversations", "ShareGPT: llmtap.conversations.read_sharegpt"),
+                 ("messages", "the messages layout: llmtap.conversations.read_messages"),
+                 ("message_id", "OpenAssistant: llmtap.conversations.read_oasst"),
+                 ("prompt", "OpenAssistant trees: llmtap.conversations.read_oasst"),
+                 ("response", "Dolly: llmtap.instruct.read_dolly"),
+                 ("output", "Alpaca / JSONL: llmtap.instruct.read_alpaca or read_jsonl"))
+
+
 def _object(row, keys) -> dict:
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object with keys {keys}, got {type(row).__name__}")
     missing = [k for k in keys if k not in row]
     if missing:
-        raise ValueError(f"missing key(s) {missing} (has {sorted(row)})")
+        hint = next((f"; it looks like {fmt}" for key, fmt in _FORMAT_HINTS if key in row and key not in keys), "")
+        raise ValueError(f"missing key(s) {missing} (has {sorted(row)}){hint}")
     return row
 
 

@@ -158,6 +158,19 @@ def test_trailing_and_missing_commas(tmp_path):
     assert [r.output for r in got] == ["b", "d"] and "expected ','" in got.skipped[0].reason
 
 
+def test_a_file_cut_short_keeps_what_it_has_in_skip_mode(tmp_path):
+    path = write_text(tmp_path / "cut.json", '[\n {"instruction": "a", "output": "b"},\n {"instruction": "c", "output": "d"}')
+    with pytest.raises(FormatError, match="not closed"):
+        read_alpaca(path)
+    with pytest.warns(UserWarning, match="skipped 1"):
+        got = read_alpaca(path, on_error="skip")
+    assert [r.output for r in got] == ["b", "d"] and "cut short" in got.skipped[0].reason
+    with pytest.warns(UserWarning):
+        got = read_alpaca(write_text(tmp_path / "cut2.json", '[{"instruction": "a", "output": "b"}, {"instruction": "c", "out'),
+                          on_error="skip")
+    assert [r.output for r in got] == ["b"] and "not valid JSON" in got.skipped[0].reason
+
+
 def test_skip_mode_reads_on_after_a_broken_item(tmp_path):
     text = ('[\n {"instruction": "a", "output": "b"},\n {"instruction": "c",, "output": "d"},\n'
             ' {"instruction": "e", "output": "f"}\n]')
@@ -223,3 +236,12 @@ def test_empty_outputs_load_and_drop_by_a_named_rule(tmp_path):
 def test_read_rows_gives_where_for_every_value(tmp_path):
     rows, skipped = read_rows(write_text(tmp_path / "r.jsonl", '{"a": 1}\n\n[2]\n'))
     assert [(w.line, w.item, v) for w, v in rows] == [(1, 0, {"a": 1}), (3, 1, [2])] and skipped == []
+
+
+def test_a_file_in_another_format_names_its_reader(tmp_path):
+    path = write_json(tmp_path / "chat.json", [{"conversations": [{"from": "human", "value": "hi"}], "tools": "[]"}],
+                      lines=False)
+    with pytest.raises(FormatError, match="looks like ShareGPT: llmtap.conversations.read_sharegpt"):
+        read_alpaca(path)
+    with pytest.raises(FormatError, match="looks like Alpaca"):
+        read_dolly(write_json(tmp_path / "a.jsonl", [ITEM], lines=True))
