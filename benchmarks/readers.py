@@ -4,11 +4,11 @@ For every format a seeded synthetic file of about ``--mb`` megabytes is written,
 (a) by the llmtap reader, which checks every example, keeps where it came from and builds
 records or conversations, and (b) by the standard library alone (``json.loads`` of the whole
 list, or of every line), which only parses. The table gives MB/s of each and their ratio: the
-price of the checks. With ``--real DIR`` (e.g. ../shared/eval-data) the real files found there
-are read too (the 52k Alpaca list is assembled from its parts in a temporary folder, never
-copied into the repository).
+price of the checks. With ``--real DIR``, a folder of real public files you downloaded (Stanford Alpaca in parts
+under alpaca_en/, sharegpt/, llamafactory/, oasst/), those are read too; the 52k Alpaca list
+is assembled from its parts in a temporary folder.
 
-    python benchmarks/readers.py [--mb 20] [--quick] [--real ../shared/eval-data]
+    python benchmarks/readers.py [--mb 20] [--quick] [--real DIR]
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def best_of(fn, repeat):
 def main():
     ap = base_parser(__doc__)
     ap.add_argument("--mb", type=float, default=20.0, help="size of each synthetic file in MB")
-    ap.add_argument("--real", type=Path, default=None, help="folder of the real files (../shared/eval-data)")
+    ap.add_argument("--real", type=Path, default=None, help="folder of downloaded real files (alpaca_en/, sharegpt/, llamafactory/, oasst/)")
     args = ap.parse_args()
     mb, repeat = (0.5, 1) if args.quick else (args.mb, 3)
     with tempfile.TemporaryDirectory() as tmp:

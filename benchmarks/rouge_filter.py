@@ -29,7 +29,7 @@ The work is on the CPU (numpy, one thread: run with OMP_NUM_THREADS=1 for steady
 ``--device`` is accepted for the common interface and ignored.
 
     python benchmarks/rouge_filter.py [--n 1000] [--quick]
-    OMP_NUM_THREADS=1 python benchmarks/rouge_filter.py --threads 1 --alpaca ../shared/eval-data/alpaca_en
+    OMP_NUM_THREADS=1 python benchmarks/rouge_filter.py --threads 1 --alpaca PATH_TO/alpaca_data.json
 """
 from __future__ import annotations
 
