@@ -33,7 +33,9 @@ from .lm import CourseLM
 from .prefix import fold_prefix
 from .pretrain import SEED, capability_report, pretrain
 from .prompting import PromptClassifier
-from .tasks import PEFT_METHODS, mapping_tasks, peft_run, template_task
+from .sft import sft
+from .tasks import PEFT_METHODS, instruction_scores, instruction_split, mapping_tasks, peft_run, template_task
+from .train import TrainConfig
 from .validate import positive_int
 from .world import UNTAUGHT_TEMPLATES
 
@@ -332,6 +334,27 @@ def peft_methods(seed, device, steps):
             fold_prefix(model)
         out[name] = task.accuracy(model, tokenizer)
     return out
+
+
+SFT_CONFIG = dict(steps=200, lr=3e-3, min_lr=3e-4, warmup_steps=10, batch_size=16)
+
+
+def sft_config(steps: int = 200, lr: float = 3e-3, min_lr: float = 3e-4, warmup_steps: int = 10) -> TrainConfig:
+    """Chapter 05's supervised fine-tuning schedule (the notebook and the experiment share it)."""
+    return TrainConfig(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, log_every=10, progress=False)
+
+
+@experiment("05", "sft", "exact match and ROUGE-L of held-out instructions, before and after SFT",
+            seeds=(0, 1, 2), **SFT_CONFIG)
+def sft_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size):
+    model, tokenizer = load_course_model(device)
+    train_records, test_records = instruction_split()
+    _, before = instruction_scores(model, tokenizer, test_records)
+    sft(model, tokenizer, train_records, sft_config(steps, lr, min_lr, warmup_steps), batch_size=batch_size,
+        seed=seed, device=device)
+    _, after = instruction_scores(model, tokenizer, test_records)
+    metrics = lambda scores: {f"{m} {task}": v[m] for task, v in scores.items() for m in ("exact match", "ROUGE-L")}
+    return {"before SFT": metrics(before), "after SFT": metrics(after)}
 
 
 # ----------------------------------------------------------------------------- command line

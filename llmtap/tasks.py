@@ -6,12 +6,15 @@
   tested on events pretraining never wrote;
 * ``fine_tune`` - the short fine-tune every method of chapters 02 and 03 gets, and the memory it
   took;
-* ``PEFT_METHODS`` - how chapter 03 builds each method from the base model, with its learning rate.
+* ``PEFT_METHODS`` - how chapter 03 builds each method from the base model, with its learning rate;
+* ``instruction_split`` / ``instruction_scores`` - chapter 05's instruction records, split into
+  training and held-out test records, and the answers' exact match and ROUGE-L per task.
 """
 from __future__ import annotations
 
 import copy
 import random
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -19,10 +22,13 @@ import torch
 from . import corpus
 from .adapters import add_adapters
 from .icl import ICLTask, select_demonstrations
+from .instruct import Record
 from .lm import CourseLM
 from .lora import add_lora
 from .prefix import add_prefix_tuning, add_prompt_tuning
 from .prompting import PromptClassifier, Template
+from .rouge import rouge_l
+from .sft import generate_responses
 from .train import TrainConfig, completion_batches, train
 from .validate import one_of, positive_int
 from .world import UNTAUGHT_TEMPLATES
@@ -135,3 +141,40 @@ def peft_run(name: str, base_model, tokenizer, task: TemplateTask, seed: int = 0
     torch.manual_seed(seed)                 # LoRA's A and the adapters' W_down come from here
     model = make(copy.deepcopy(base_model), tokenizer, seed)
     return model, fine_tune(model, tokenizer, task.train_pairs, lr, steps, seed, device)
+
+
+# ----------------------------------------------------------------------------- chapter 05: instructions
+def instruction_split(draws: int = 3000, per_task: int = 25, seed: int = 0) -> tuple[list[Record], list[Record]]:
+    """(train, test) records of the corpus instruction tasks: ``draws`` records drawn, the distinct
+    (instruction, input) pairs kept; a fixed fifth of the pairs (by a CRC of their text, so the
+    split does not depend on the draw) is held out, and the test takes ``per_task`` of each task."""
+    positive_int(draws, "draws")
+    positive_int(per_task, "per_task")
+    rng, unique = random.Random(seed), {}
+    for _ in range(draws):
+        task = rng.choice(corpus.INSTRUCTION_TASKS)
+        r = corpus.instruction_example(rng, task=task)
+        unique.setdefault((r["instruction"], r["input"]), Record(**r, meta={"task": task}))
+    held_out = lambda key: zlib.crc32("|".join(key).encode()) % 5 == 0
+    train = [r for key, r in unique.items() if not held_out(key)]
+    by_task = {}
+    for key, r in unique.items():
+        if held_out(key):
+            by_task.setdefault(r.meta["task"], []).append(r)
+    test = [r for task in corpus.INSTRUCTION_TASKS for r in by_task.get(task, [])[:per_task]]
+    return train, test
+
+
+def instruction_scores(model, tokenizer, records, max_new_tokens: int = 16) -> tuple[list[str], dict]:
+    """(answers, {task: {"exact match", "ROUGE-L"}, ..., "all": {...}}) of the model's greedy
+    answers to ``records`` (each with ``meta["task"]``); "all" is the mean over the tasks."""
+    answers = generate_responses(CourseLM(model.eval(), tokenizer), records, max_new_tokens=max_new_tokens)
+    sums = {}
+    for r, a in zip(records, answers):
+        row = sums.setdefault(r.meta["task"], [0, 0.0, 0])
+        row[0] += a.strip() == r.output
+        row[1] += rouge_l(a, r.output)
+        row[2] += 1
+    scores = {task: {"exact match": em / n, "ROUGE-L": rl / n} for task, (em, rl, n) in sums.items()}
+    scores["all"] = {m: sum(v[m] for v in scores.values()) / len(scores) for m in ("exact match", "ROUGE-L")}
+    return answers, scores

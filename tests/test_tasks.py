@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from llmtap import corpus
-from llmtap.tasks import PEFT_METHODS, fine_tune, mapping_tasks, peft_run, template_task
+from llmtap.tasks import (PEFT_METHODS, fine_tune, instruction_scores, instruction_split, mapping_tasks, peft_run,
+                          template_task)
 
 
 def test_mapping_tasks_pair_the_strategies():
@@ -57,6 +58,27 @@ def test_peft_run_builds_each_method(course):
         peft_run("BitFit", course.model, course.tokenizer, task)
 
 
+def test_instruction_split_holds_out_whole_pairs():
+    train, test = instruction_split(draws=600, per_task=5)
+    key = lambda r: (r.instruction, r.input)
+    assert not {key(r) for r in train} & {key(r) for r in test}          # a test pair is never trained on
+    assert len({key(r) for r in train}) == len(train)                       # and each pair once
+    counts = {task: sum(r.meta["task"] == task for r in test) for task in corpus.INSTRUCTION_TASKS}
+    assert max(counts.values()) == 5 and set(counts) == set(corpus.INSTRUCTION_TASKS)
+    assert instruction_split(draws=600, per_task=5) == (train, test)
+    bigger_train, bigger_test = instruction_split(draws=1200, per_task=5)     # more draws never move a pair across
+    assert not {key(r) for r in bigger_train} & {key(r) for r in test}
+
+
+def test_instruction_scores_mean_over_tasks(course):
+    _, test = instruction_split(draws=300, per_task=2)
+    answers, scores = instruction_scores(course.model, course.tokenizer, test, max_new_tokens=4)
+    assert len(answers) == len(test) and set(scores) == set(corpus.INSTRUCTION_TASKS) | {"all"}
+    tasks = [t for t in scores if t != "all"]
+    assert scores["all"]["ROUGE-L"] == pytest.approx(sum(scores[t]["ROUGE-L"] for t in tasks) / len(tasks))
+    assert all(0 <= v[m] <= 1 for v in scores.values() for m in v)
+
+
 def test_bad_inputs_say_what_to_change():
     with pytest.raises(ValueError, match="n_train"):
         template_task(n_train=0)
@@ -66,3 +88,5 @@ def test_bad_inputs_say_what_to_change():
         mapping_tasks(4, 0, query_split="dev")
     with pytest.raises(ValueError, match="strategy"):
         mapping_tasks(4, 0, strategy="nearest")
+    with pytest.raises(ValueError, match="per_task"):
+        instruction_split(per_task=0)
