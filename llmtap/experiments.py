@@ -32,7 +32,7 @@ from .icl import icl_accuracy, icl_predict, perturb_labels
 from .lm import CourseLM
 from .prefix import fold_prefix
 from .pretrain import SEED, capability_report, pretrain
-from .prompting import PromptClassifier
+from .prompting import PromptClassifier, PromptEnsemble
 from .sft import sft
 from .tasks import PEFT_METHODS, instruction_scores, instruction_split, mapping_tasks, peft_run, template_task
 from .train import TrainConfig
@@ -311,6 +311,59 @@ def template_accuracy(seed, device, n):
     return out
 
 
+def _unseen_events(seed, lang, n):
+    """Chapter 01's draw: n sentences about unseen events (the "templates" experiment's draw)."""
+    rng = random.Random(seed)
+    events = [corpus.sample_event(rng, lang, "test") for _ in range(n)]
+    return [e.text for e in events], [e.label for e in events]
+
+
+SENTIMENT_TEMPLATES = {"taught 1": {lang: ts[0] for lang, ts in corpus.TAUGHT_TEMPLATES.items()},
+                       "taught 2": {lang: ts[1] for lang, ts in corpus.TAUGHT_TEMPLATES.items()},
+                       "untaught": dict(UNTAUGHT_TEMPLATES), "arrow": {"zh": "[X]→[Z]", "en": "[X] → [Z]"}}
+SMALL_VERBALIZERS = {"zh": {"negative": ["不好"], "neutral": ["一般"], "positive": ["好"]},
+                     "en": {"negative": ["bad"], "neutral": ["okay"], "positive": ["good"]}}
+
+
+@experiment("01", "prompt_choices", "zero-shot sentiment on unseen events: scoring, verbalizer, ensembles", n=120)
+def prompt_choices(seed, device, n):
+    """Each template with the default rule (sum of log-probabilities, 5 answers, a label's best
+    answer) and with one choice changed; and ensembles of templates (multi-prompt learning)."""
+    lm = CourseLM(*load_course_model(device))
+    out = {}
+    for lang in corpus.LANGS:
+        xs, ys = _unseen_events(seed, lang, n)
+        five = corpus.sentiment_verbalizer(lang)
+        members = {}
+        for name, by_lang in SENTIMENT_TEMPLATES.items():
+            members[name] = PromptClassifier(lm, by_lang[lang], five)
+            variants = {name: members[name], f"{name}, mean per token": PromptClassifier(lm, by_lang[lang], five, True),
+                        f"{name}, answers summed": PromptClassifier(lm, by_lang[lang], five, aggregate="sum"),
+                        f"{name}, 3 answers": PromptClassifier(lm, by_lang[lang], SMALL_VERBALIZERS[lang])}
+            for cond, clf in variants.items():
+                out.setdefault(cond, {})[lang] = clf.accuracy(xs, ys)
+        for cond, names in (("ensemble of all 4", list(members)), ("ensemble of the 2 untaught", ["untaught", "arrow"])):
+            out.setdefault(cond, {})[lang] = PromptEnsemble([members[m] for m in names]).accuracy(xs, ys)
+    return out
+
+
+@experiment("01", "label_shares", "which label each template predicts for unseen events", n=120)
+def label_shares(seed, device, n):
+    lm = CourseLM(*load_course_model(device))
+    out = {}
+    for lang in corpus.LANGS:
+        xs, ys = _unseen_events(seed, lang, n)
+        for name, by_lang in SENTIMENT_TEMPLATES.items():
+            predicted = PromptClassifier(lm, by_lang[lang], corpus.sentiment_verbalizer(lang)).predict(xs)
+            row = out.setdefault(name, {})
+            for label in ("negative", "neutral", "positive"):
+                row[f"{lang} {label}"] = predicted.count(label) / n
+        gold = out.setdefault("gold labels", {})
+        for label in ("negative", "neutral", "positive"):
+            gold[f"{lang} {label}"] = ys.count(label) / n
+    return out
+
+
 @experiment("02", "lora_vs_full", "full fine-tuning vs LoRA on a new template, unseen events", steps=80)
 def lora_vs_full(seed, device, steps):
     base, tokenizer = load_course_model(device)
@@ -375,6 +428,12 @@ def main(argv=None):
         print("\n".join(problems) or f"chapter {chapter}: the first seed of every experiment reproduces the file")
         raise SystemExit(1 if problems else 0)
     results = run_chapter(chapter, args.seeds, args.device, args.only)
+    target = Path(args.out) if args.out is not None else results_path(chapter)
+    if args.only and target.is_file():        # --only re-runs some experiments: keep the file's others
+        kept = load_results(chapter, target)
+        if (kept["torch"], kept["device"]) == (results["torch"], results["device"]):
+            results["experiments"] = {**kept["experiments"], **results["experiments"]}
+            results["command"] = kept["command"]
     path = write_results(results, args.out)
     for name in results["experiments"]:
         print(table(results, name))

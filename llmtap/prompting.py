@@ -8,6 +8,9 @@ Prompt learning classifies x in three steps, in the seed's notation:
    language model scores the filled prompt; the best one is  ẑ = argmax_z P(f_fill(x', z); θ);
 3. **answer mapping**: a ``Verbalizer`` maps ẑ to the label y (太好了 -> positive).
 
+Multi-prompt learning (多提示学习) asks with several templates at once: ``PromptEnsemble``
+averages their label probabilities (prompt ensembling).
+
 The model is any ``llmtap.lm.CausalLM`` (the course model or a Hugging Face one); in-context
 learning, which puts labelled demonstrations in the prompt instead of a template, is in ``icl.py``.
 """
@@ -180,9 +183,49 @@ class PromptClassifier:
         return [self.verbalizer.labels[j] for j in self.predict_proba(xs).argmax(-1).tolist()]
 
     def accuracy(self, xs: list[str], ys: list[str]) -> float:
-        if len(xs) != len(ys) or not xs:
-            raise ValueError(f"need as many labels as inputs (and at least one), got {len(xs)} and {len(ys)}")
-        unknown = sorted(set(ys) - set(self.verbalizer.labels))
-        if unknown:
-            raise ValueError(f"labels {unknown} are not among the verbalizer's labels {self.verbalizer.labels}")
-        return sum(p == y for p, y in zip(self.predict(xs), ys)) / len(xs)
+        return _accuracy(self.predict, self.verbalizer.labels, xs, ys)
+
+
+def _accuracy(predict, labels, xs, ys) -> float:
+    if len(xs) != len(ys) or not xs:
+        raise ValueError(f"need as many labels as inputs (and at least one), got {len(xs)} and {len(ys)}")
+    unknown = sorted(set(ys) - set(labels))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the verbalizer's labels {labels}")
+    return sum(p == y for p, y in zip(predict(xs), ys)) / len(xs)
+
+
+# ----------------------------------------------------------------------------- multi-prompt learning
+class PromptEnsemble:
+    """Multi-prompt learning by prompt ensembling: K classifiers (the same labels, different
+    templates or verbalizers) answer the same input, and their label probabilities are averaged,
+
+        P(y | x) = sum_k w_k P_k(y | x) / sum_k w_k      (uniform weights w_k = 1 by default),
+
+    so that a template that is sure of itself outvotes several unsure ones."""
+
+    def __init__(self, classifiers, weights=None):
+        self.classifiers = list(classifiers)
+        if not self.classifiers or not all(isinstance(c, PromptClassifier) for c in self.classifiers):
+            raise TypeError("PromptEnsemble takes a non-empty list of PromptClassifier, one per prompt")
+        labels = self.classifiers[0].verbalizer.labels
+        for k, c in enumerate(self.classifiers[1:], 1):
+            if c.verbalizer.labels != labels:
+                raise ValueError(f"classifier {k} predicts the labels {c.verbalizer.labels}, classifier 0 {labels}: "
+                                 f"an ensemble averages one label set, in one order")
+        weights = [1.0] * len(self.classifiers) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(self.classifiers) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"need one weight >= 0 per classifier, not all zero; got {weights} for "
+                             f"{len(self.classifiers)} classifiers")
+        self.labels, self.weights = labels, weights
+
+    def predict_proba(self, xs: list[str]) -> torch.Tensor:
+        probs = torch.stack([c.predict_proba(xs) for c in self.classifiers])          # (K, n, labels)
+        w = torch.tensor(self.weights, dtype=probs.dtype).view(-1, 1, 1)
+        return (w * probs).sum(0) / w.sum()
+
+    def predict(self, xs: list[str]) -> list[str]:
+        return [self.labels[j] for j in self.predict_proba(xs).argmax(-1).tolist()]
+
+    def accuracy(self, xs: list[str], ys: list[str]) -> float:
+        return _accuracy(self.predict, self.labels, xs, ys)

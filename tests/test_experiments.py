@@ -149,6 +149,10 @@ def test_command_line_writes_and_checks(tmp_path, monkeypatch, capsys):
         experiments.main(["2", "--out", str(out), "--check"])
     assert stop.value.code == 0
     assert "reproduces the file" in capsys.readouterr().out
+    other = experiments.Experiment("02", "other", "another one", lambda seed, device: {"a": {"m": 1.0}}, seeds=(0, 1, 2))
+    monkeypatch.setitem(EXPERIMENTS, "02", {"tiny": exp, "other": other})
+    experiments.main(["02", "--out", str(out), "--only", "other"])       # --only keeps the file's other experiments
+    assert set(json.loads(out.read_text())["experiments"]) == {"tiny", "other"}
 
 
 def test_results_files_ship_in_the_package():

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from llmtap import corpus
-from llmtap.prompting import PromptClassifier, Template, Verbalizer, answer_search, check_answer_space
+from llmtap.prompting import PromptClassifier, PromptEnsemble, Template, Verbalizer, answer_search, check_answer_space
 
 SEED_X = "我不小心错过了公共汽车。"
 ZH_ANSWERS = ["太好了", "好", "一般", "不好", "糟糕"]
@@ -147,3 +147,31 @@ def test_classifier_bad_inputs(course):
         clf.accuracy(["我很好。"], ["happy"])
     with pytest.raises(ValueError, match="no token for the characters"):
         clf.predict(["I missed the bus ☂"])
+
+
+def test_prompt_ensemble_averages_label_probabilities(course):
+    rng = random.Random(2)
+    events = [corpus.sample_event(rng, "zh", "test") for _ in range(30)]
+    xs, ys = [e.text for e in events], [e.label for e in events]
+    verbalizer = corpus.sentiment_verbalizer("zh")
+    members = [PromptClassifier(course, t, verbalizer) for t in ("[X]我感到[Z]。", "[X]心情[Z]。", "[X]→[Z]")]
+    probs = [m.predict_proba(xs) for m in members]
+    ensemble = PromptEnsemble(members)
+    assert torch.allclose(ensemble.predict_proba(xs), sum(probs) / 3, atol=1e-6)
+    weighted = PromptEnsemble(members, weights=[0, 1, 3])
+    assert torch.allclose(weighted.predict_proba(xs), (probs[1] + 3 * probs[2]) / 4, atol=1e-6)
+    assert PromptEnsemble(members[:1]).predict(xs) == members[0].predict(xs)
+    assert ensemble.accuracy(xs, ys) == sum(p == y for p, y in zip(ensemble.predict(xs), ys)) / len(xs)
+
+
+def test_prompt_ensemble_bad_input(course):
+    zh = PromptClassifier(course, "[X]我感到[Z]。", corpus.sentiment_verbalizer("zh"))
+    two = PromptClassifier(course, "[X]我感到[Z]。", {"negative": ["不好"], "positive": ["好"]})
+    with pytest.raises(TypeError, match="non-empty list"):
+        PromptEnsemble([])
+    with pytest.raises(ValueError, match="one label set"):
+        PromptEnsemble([zh, two])
+    with pytest.raises(ValueError, match="one weight"):
+        PromptEnsemble([zh, zh], weights=[1])
+    with pytest.raises(ValueError, match="one weight"):
+        PromptEnsemble([zh, zh], weights=[0, 0])
