@@ -311,6 +311,21 @@ def template_accuracy(seed, device, n):
     return out
 
 
+@experiment("01", "sentiment_icl", "in-context sentiment of unseen event sentences, by k", n=120, ks=(0, 2, 4, 6))
+def sentiment_icl(seed, device, n, ks):
+    """The seed's own ICL example: k labelled event sentences (fresh label words), then a
+    sentence about an event pretraining never wrote."""
+    lm = CourseLM(*load_course_model(device))
+    out = {}
+    for lang in corpus.LANGS:
+        out[lang] = {}
+        for k in ks:
+            rng = random.Random(1000 * seed + k)
+            tasks = [corpus.sample_mapping(rng, k, lang, "test", kind="sentiment") for _ in range(n)]
+            out[lang][f"k={k}"] = icl_accuracy(lm, tasks)
+    return out
+
+
 def _unseen_events(seed, lang, n):
     """Chapter 01's draw: n sentences about unseen events (the "templates" experiment's draw)."""
     rng = random.Random(seed)
