@@ -56,7 +56,8 @@ class LoRALinear(nn.Module):
         self.base_layer, self.r, self.alpha, self.scaling = base_layer, r, alpha, alpha / r
         self.fan_in_fan_out = _is_conv1d(base_layer)
         w = base_layer.weight
-        # A ~ N(0, 1/r^2) (the paper: "random Gaussian"), B = 0 so that ΔW = B A = 0 at the start
+        # A ~ N(0, 1/r^2) (the paper: "a random Gaussian"; peft's init_lora_weights="gaussian"; loralib
+        # and peft's default draw A Kaiming-uniform instead), B = 0 so that ΔW = B A = 0 at the start
         self.lora_A = nn.Parameter(torch.randn(r, d_in, device=w.device, dtype=w.dtype) / r)
         self.lora_B = nn.Parameter(torch.zeros(d_out, r, device=w.device, dtype=w.dtype))
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
