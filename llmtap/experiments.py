@@ -34,7 +34,8 @@ from .prefix import fold_prefix
 from .pretrain import SEED, capability_report, pretrain
 from .prompting import PromptClassifier, PromptEnsemble
 from .sft import sft
-from .tasks import PEFT_METHODS, instruction_scores, instruction_split, mapping_tasks, peft_run, template_task
+from .tasks import (ALPHAS, PEFT_METHODS, RANKS, instruction_scores, instruction_split, lora_grid_run, mapping_tasks,
+                    peft_run, template_task)
 from .train import TrainConfig
 from .validate import positive_int
 from .world import UNTAUGHT_TEMPLATES
@@ -388,6 +389,15 @@ def lora_vs_full(seed, device, steps):
         model, _ = peft_run(name, base, tokenizer, task, seed, device, steps)
         out[name] = task.accuracy(model, tokenizer)
     return out
+
+
+@experiment("02", "rank_alpha", "LoRA rank r and alpha on the new template, 40 steps", seeds=(0, 1, 2), steps=40)
+def rank_alpha(seed, device, steps):
+    base, tokenizer = load_course_model(device)
+    task = template_task()
+    return {f"r={r}, alpha={alpha}": task.accuracy(lora_grid_run(base, tokenizer, task, r, alpha, seed, device, steps),
+                                                   tokenizer)
+            for r in RANKS for alpha in ALPHAS}
 
 
 @experiment("03", "methods", "every method of chapters 02 and 03 on the new template, unseen events",

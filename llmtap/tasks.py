@@ -143,6 +143,20 @@ def peft_run(name: str, base_model, tokenizer, task: TemplateTask, seed: int = 0
     return model, fine_tune(model, tokenizer, task.train_pairs, lr, steps, seed, device)
 
 
+LORA_TARGETS = ["c_attn", "c_proj", "c_fc"]
+RANKS, ALPHAS = (1, 4, 16), (4, 16)
+
+
+def lora_grid_run(base_model, tokenizer, task: TemplateTask, r: int, alpha: float, seed: int = 0, device=None,
+                  steps: int = 40, lr: float = 3e-3):
+    """Chapter 02's rank / alpha grid, one cell: LoRA (r, alpha) on a copy of the base model (A's
+    random start drawn from ``seed``), fine-tuned ``steps`` steps on the task; returns the model."""
+    torch.manual_seed(seed)
+    model = add_lora(copy.deepcopy(base_model), LORA_TARGETS, r=r, alpha=alpha)
+    fine_tune(model, tokenizer, task.train_pairs, lr, steps, seed, device)
+    return model
+
+
 # ----------------------------------------------------------------------------- chapter 05: instructions
 def instruction_split(draws: int = 3000, per_task: int = 25, seed: int = 0) -> tuple[list[Record], list[Record]]:
     """(train, test) records of the corpus instruction tasks: ``draws`` records drawn, the distinct
