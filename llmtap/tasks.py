@@ -99,11 +99,31 @@ def template_task(n_train: int = 200, n_test: int = 120, test_split: str = "test
     return TemplateTask(pairs, tests, templates, NEW_VERBALIZERS)
 
 
+def activation_bytes(model, x, y) -> int:
+    """Bytes of the activations one training step keeps for its backward pass: every tensor
+    autograd saves during the forward pass and the loss (``saved_tensors_hooks``), counted once
+    per storage, the model's own parameters left out (they are weights, counted as such)."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x, y)
+    return sum(saved.values())
+
+
 def fine_tune(model, tokenizer, pairs, lr: float, steps: int = 80, seed: int = 0, device=None,
               batch_size: int = 16) -> dict:
     """``train`` on (context, answer) pairs with the loss on the answer only, and the memory it
-    took in ``history["memory"]``: the CUDA peak on a GPU; elsewhere weights + gradients of the
-    trainable parameters + optimizer state, counted from the tensors."""
+    takes, one quantity on every device, counted from the tensors: ``history["memory"]`` = the
+    weights + the gradients of the trainable parameters + the optimizer state + the activations
+    a step saves for backward (``history["activations"]``). On a GPU ``history["cuda_peak"]`` adds
+    what the allocator actually reserved at the peak (temporaries, workspace)."""
     cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=5, log_every=10, progress=False)
     torch.manual_seed(seed)
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -111,12 +131,14 @@ def fine_tune(model, tokenizer, pairs, lr: float, steps: int = 80, seed: int = 0
         torch.cuda.reset_peak_memory_stats()
     history = train(model, completion_batches(tokenizer, pairs, batch_size, seed), cfg, device=device)
     if device.type == "cuda":
-        history["memory"] = torch.cuda.max_memory_allocated()
-    else:
-        params = {id(p): p for p in model.parameters()}.values()
-        weights = sum(p.numel() * p.element_size() for p in params)
-        grads = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
-        history["memory"] = weights + grads + history["optimizer_bytes"]
+        history["cuda_peak"] = torch.cuda.max_memory_allocated()
+    x, y = next(completion_batches(tokenizer, pairs, batch_size, seed))     # one batch of the same shape
+    model.train()
+    history["activations"] = activation_bytes(model, x.to(device), y.to(device))
+    params = {id(p): p for p in model.parameters()}.values()
+    weights = sum(p.numel() * p.element_size() for p in params)
+    grads = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    history["memory"] = weights + grads + history["optimizer_bytes"] + history["activations"]
     return history
 
 

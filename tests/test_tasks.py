@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from llmtap import corpus
-from llmtap.tasks import (PEFT_METHODS, fine_tune, instruction_scores, instruction_split, mapping_tasks, peft_run,
+from llmtap.tasks import (PEFT_METHODS, activation_bytes, fine_tune, instruction_scores, instruction_split, mapping_tasks, peft_run,
                           template_task)
 
 
@@ -42,8 +42,20 @@ def test_fine_tune_counts_memory_and_learns(sharp_gpt):
     pairs = [("ab→", "x"), ("ba→", "y"), ("cc→", "z")] * 10
     history = fine_tune(model, tok, pairs, lr=1e-2, steps=30, seed=0, device="cpu", batch_size=6)
     n = sum(p.numel() for p in model.parameters())
-    assert history["memory"] == 4 * n + 4 * n + history["optimizer_bytes"]      # fp32 weights, grads, Adam state
-    assert history["loss"][-1] < history["loss"][0]
+    # fp32 weights, their gradients, Adam's state and the activations saved for backward
+    assert history["memory"] == 4 * n + 4 * n + history["optimizer_bytes"] + history["activations"]
+    assert history["activations"] > 0 and history["loss"][-1] < history["loss"][0]
+
+
+def test_activation_bytes_count_what_backward_keeps(sharp_gpt):
+    model, tok = sharp_gpt("abc→xyz", block_size=16)
+    x = torch.randint(0, tok.vocab_size, (4, 12))
+    full = activation_bytes(model, x, x)
+    assert activation_bytes(model, torch.cat([x, x]), torch.cat([x, x])) == pytest.approx(2 * full, rel=0.1)
+    for p in model.parameters():          # frozen weights: backward needs no layer inputs for their gradients
+        p.requires_grad_(False)
+    model.wte.weight.requires_grad_(True)
+    assert 0 < activation_bytes(model, x, x) < full
 
 
 def test_peft_run_builds_each_method(course):
