@@ -34,8 +34,8 @@ from .prefix import fold_prefix
 from .pretrain import SEED, capability_report, pretrain
 from .prompting import PromptClassifier, PromptEnsemble
 from .sft import sft
-from .tasks import (ALPHAS, PEFT_METHODS, RANKS, instruction_scores, instruction_split, lora_grid_run, mapping_tasks,
-                    peft_run, template_task)
+from .tasks import (ALPHAS, PEFT_METHODS, PROMPT_INITS, RANKS, instruction_scores, instruction_split, lora_grid_run,
+                    mapping_tasks, peft_run, prompt_init_run, template_task)
 from .train import TrainConfig
 from .validate import positive_int
 from .world import UNTAUGHT_TEMPLATES
@@ -412,6 +412,15 @@ def peft_methods(seed, device, steps):
             fold_prefix(model)
         out[name] = task.accuracy(model, tokenizer)
     return out
+
+
+@experiment("03", "prompt_init", "prompt tuning (10 tokens) from four starts, new template, unseen events",
+            seeds=(0, 1, 2), steps=80)
+def prompt_inits(seed, device, steps):
+    base, tokenizer = load_course_model(device)
+    task = template_task()
+    return {init: task.accuracy(prompt_init_run(base, tokenizer, task, init, seed, device, steps), tokenizer)
+            for init in PROMPT_INITS}
 
 
 SFT_CONFIG = dict(steps=200, lr=3e-3, min_lr=3e-4, warmup_steps=10, batch_size=16)

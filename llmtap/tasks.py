@@ -165,6 +165,24 @@ def peft_run(name: str, base_model, tokenizer, task: TemplateTask, seed: int = 0
     return model, fine_tune(model, tokenizer, task.train_pairs, lr, steps, seed, device)
 
 
+# Chapter 03's soft-prompt starts, 10 tokens each (a text is tiled or cut to 10): Lester et al.'s
+# random vectors, sampled vocabulary and class-label words, and a task description (peft's TEXT).
+PROMPT_INITS = {"random": {"init": "random"}, "sampled vocabulary": {"init": "vocab"},
+                "class-label words": {"init": "text", "init_text": "好一般不好"},
+                "task description": {"init": "text", "init_text": "心情好不好？"}}
+
+
+def prompt_init_run(base_model, tokenizer, task: TemplateTask, init: str, seed: int = 0, device=None, steps: int = 80):
+    """Prompt tuning (10 tokens, lr 0.1, as ``PEFT_METHODS``) from the start ``PROMPT_INITS[init]``."""
+    if init not in PROMPT_INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {list(PROMPT_INITS)}")
+    torch.manual_seed(seed)
+    model = add_prompt_tuning(copy.deepcopy(base_model), n_tokens=10, tokenizer=tokenizer, seed=seed,
+                              **PROMPT_INITS[init])
+    fine_tune(model, tokenizer, task.train_pairs, PEFT_METHODS["prompt tuning n=10"][1], steps, seed, device)
+    return model
+
+
 LORA_TARGETS = ["c_attn", "c_proj", "c_fc"]
 RANKS, ALPHAS = (1, 4, 16), (4, 16)
 
