@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from llmtap import corpus
-from llmtap.tasks import (PEFT_METHODS, activation_bytes, fine_tune, instruction_scores, instruction_split, mapping_tasks, peft_run,
+from llmtap.tasks import (PEFT_METHODS, PROMPT_INITS, activation_bytes, fine_tune, prompt_init_run, instruction_scores, instruction_split, mapping_tasks, peft_run,
                           template_task)
 
 
@@ -102,3 +102,12 @@ def test_bad_inputs_say_what_to_change():
         mapping_tasks(4, 0, strategy="nearest")
     with pytest.raises(ValueError, match="per_task"):
         instruction_split(per_task=0)
+
+
+def test_prompt_init_run_starts_from_each_init(course):
+    task = template_task(n_train=8, n_test=6)
+    with pytest.raises(ValueError, match="choose one of"):
+        prompt_init_run(course.model, course.tokenizer, task, "zeros")
+    starts = {init: prompt_init_run(course.model, course.tokenizer, task, init, steps=1).prompt_tuning.n_tokens
+              for init in PROMPT_INITS}
+    assert set(starts.values()) == {10}          # every start is 10 tokens: texts are tiled or cut
