@@ -34,7 +34,7 @@ from .prefix import fold_prefix
 from .pretrain import SEED, capability_report, pretrain
 from .prompting import PromptClassifier, PromptEnsemble
 from .sft import sft
-from .tasks import (ALPHAS, PEFT_METHODS, PROMPT_INITS, RANKS, instruction_scores, instruction_split, lora_grid_run,
+from .tasks import (ALPHAS, NEW_VERBALIZERS, PEFT_METHODS, PROMPT_INITS, RANKS, instruction_scores, instruction_split, lora_grid_run,
                     mapping_tasks, peft_run, prompt_init_run, template_task)
 from .train import TrainConfig
 from .validate import positive_int
@@ -295,20 +295,28 @@ def icl_labels(seed, device, n, ks):
     return out
 
 
+def _unseen_events(seed, lang, n):
+    """Chapter 01's draw: n sentences about unseen events (the "templates" experiment's draw)."""
+    rng = random.Random(seed)
+    events = [corpus.sample_event(rng, lang, "test") for _ in range(n)]
+    return [e.text for e in events], [e.label for e in events]
+
+
+SENTIMENT_TEMPLATES = {"taught 1": {lang: ts[0] for lang, ts in corpus.TAUGHT_TEMPLATES.items()},
+                       "taught 2": {lang: ts[1] for lang, ts in corpus.TAUGHT_TEMPLATES.items()},
+                       "untaught": dict(UNTAUGHT_TEMPLATES), "arrow": {"zh": "[X]→[Z]", "en": "[X] → [Z]"}}
+SMALL_VERBALIZERS = NEW_VERBALIZERS      # one answer per label: 好 / 一般 / 不好, good / okay / bad
+
+
 @experiment("01", "templates", "zero-shot sentiment on unseen events, by template", n=120)
 def template_accuracy(seed, device, n):
     lm = CourseLM(*load_course_model(device))
-    templates = {"taught 1": corpus.TAUGHT_TEMPLATES, "taught 2": {k: v[1:] for k, v in corpus.TAUGHT_TEMPLATES.items()},
-                 "untaught": {lang: [t] for lang, t in UNTAUGHT_TEMPLATES.items()},
-                 "arrow": {"zh": ["[X]→[Z]"], "en": ["[X] → [Z]"]}}
     out = {}
-    for name, by_lang in templates.items():
+    for name, by_lang in SENTIMENT_TEMPLATES.items():
         out[name] = {}
         for lang in corpus.LANGS:
-            rng = random.Random(seed)
-            events = [corpus.sample_event(rng, lang, "test") for _ in range(n)]
-            classifier = PromptClassifier(lm, by_lang[lang][0], corpus.sentiment_verbalizer(lang))
-            out[name][lang] = classifier.accuracy([e.text for e in events], [e.label for e in events])
+            xs, ys = _unseen_events(seed, lang, n)
+            out[name][lang] = PromptClassifier(lm, by_lang[lang], corpus.sentiment_verbalizer(lang)).accuracy(xs, ys)
     return out
 
 
@@ -325,20 +333,6 @@ def sentiment_icl(seed, device, n, ks):
             tasks = [corpus.sample_mapping(rng, k, lang, "test", kind="sentiment") for _ in range(n)]
             out[lang][f"k={k}"] = icl_accuracy(lm, tasks)
     return out
-
-
-def _unseen_events(seed, lang, n):
-    """Chapter 01's draw: n sentences about unseen events (the "templates" experiment's draw)."""
-    rng = random.Random(seed)
-    events = [corpus.sample_event(rng, lang, "test") for _ in range(n)]
-    return [e.text for e in events], [e.label for e in events]
-
-
-SENTIMENT_TEMPLATES = {"taught 1": {lang: ts[0] for lang, ts in corpus.TAUGHT_TEMPLATES.items()},
-                       "taught 2": {lang: ts[1] for lang, ts in corpus.TAUGHT_TEMPLATES.items()},
-                       "untaught": dict(UNTAUGHT_TEMPLATES), "arrow": {"zh": "[X]→[Z]", "en": "[X] → [Z]"}}
-SMALL_VERBALIZERS = {"zh": {"negative": ["不好"], "neutral": ["一般"], "positive": ["好"]},
-                     "en": {"negative": ["bad"], "neutral": ["okay"], "positive": ["good"]}}
 
 
 @experiment("01", "prompt_choices", "zero-shot sentiment on unseen events: scoring, verbalizer, ensembles", n=120)
@@ -426,9 +420,11 @@ def prompt_inits(seed, device, steps):
 SFT_CONFIG = dict(steps=200, lr=3e-3, min_lr=3e-4, warmup_steps=10, batch_size=16)
 
 
-def sft_config(steps: int = 200, lr: float = 3e-3, min_lr: float = 3e-4, warmup_steps: int = 10) -> TrainConfig:
-    """Chapter 05's supervised fine-tuning schedule (the notebook and the experiment share it)."""
-    return TrainConfig(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, log_every=10, progress=False)
+def sft_config(**overrides) -> TrainConfig:
+    """Chapter 05's supervised fine-tuning schedule, ``SFT_CONFIG`` (the notebook and the experiment share it)."""
+    c = {**SFT_CONFIG, **overrides}
+    return TrainConfig(steps=c["steps"], lr=c["lr"], min_lr=c["min_lr"], warmup_steps=c["warmup_steps"],
+                       log_every=10, progress=False)
 
 
 @experiment("05", "sft", "exact match and ROUGE-L of held-out instructions, before and after SFT",
@@ -437,7 +433,7 @@ def sft_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size):
     model, tokenizer = load_course_model(device)
     train_records, test_records = instruction_split()
     _, before = instruction_scores(model, tokenizer, test_records)
-    sft(model, tokenizer, train_records, sft_config(steps, lr, min_lr, warmup_steps), batch_size=batch_size,
+    sft(model, tokenizer, train_records, sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps), batch_size=batch_size,
         seed=seed, device=device)
     _, after = instruction_scores(model, tokenizer, test_records)
     metrics = lambda scores: {f"{m} {task}": v[m] for task, v in scores.items() for m in ("exact match", "ROUGE-L")}

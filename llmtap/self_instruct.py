@@ -467,9 +467,11 @@ class SelfInstruct:
             reason = original_filter(instruction)
             if reason is not None:
                 return reason, ""
-        return check_instruction(instruction, round_index, self.cfg if self.style == "course" else
-                                 FilterConfig(self.cfg.rouge_threshold, 0, 10**9, {}, self.cfg.rouge_rule),
-                                 pool_size=len(self.index))
+        cfg = self.cfg
+        if self.style == "original":              # lengths and keywords were checked above: only ROUGE-L is left
+            cfg = FilterConfig(rouge_threshold=cfg.rouge_threshold, min_tokens=0, max_tokens=10**9, blacklist={},
+                               rouge_rule=cfg.rouge_rule)
+        return check_instruction(instruction, round_index, cfg, pool_size=len(self.index))
 
     def _new_instructions(self, counts: Counter) -> list[str]:
         """Stage 1: show 8 instructions of one language from the pool, parse what the model adds."""
