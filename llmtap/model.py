@@ -222,7 +222,10 @@ class GPT(nn.Module):
         if self.config.position == "learned":
             x = x + self.wpe(pos)
         elif self.config.position == "sinusoidal":
-            x = x + sinusoidal_table(start + L, self.config.n_embd).to(x.device, x.dtype)[start:]
+            # Vaswani et al. (2017) multiply the embeddings by sqrt(d) before adding the table: the
+            # table's rows have norm sqrt(d / 2), token rows start at 0.02 sqrt(d), and unscaled the
+            # position would drown out the token (the model then cannot learn to copy, chapter 04)
+            x = x * math.sqrt(self.config.n_embd) + sinusoidal_table(start + L, self.config.n_embd).to(x.device, x.dtype)[start:]
         elif self.config.position == "rope":
             rope = self.rotary(pos, start + L)
         elif self.config.position == "alibi":

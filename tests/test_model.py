@@ -40,7 +40,7 @@ def reference_forward(model, idx):
     if cfg.position == "learned":
         x = x + model.wpe.weight[pos]
     elif cfg.position == "sinusoidal":
-        x = x + sinusoidal_table(T, cfg.n_embd)
+        x = x * cfg.n_embd ** 0.5 + sinusoidal_table(T, cfg.n_embd)     # Vaswani et al.'s sqrt(d) embedding scale
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     for block in model.h:
         a = block.attn
