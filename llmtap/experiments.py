@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import random
 import statistics
 import time
@@ -212,7 +213,8 @@ def run_chapter(chapter: str, seeds=None, device=None, names=None, progress=prin
             seconds.append(one["seconds"])
             progress(f"{chapter} {name} seed {seed}: {one['seconds']} s")
         results["experiments"][name] = {"title": exp.title, "config": exp.config, "seeds": list(chosen),
-                                        "runs": runs, "seconds": seconds}
+                                        "runs": runs, "seconds": seconds,
+                                        "cpu": cpu_name() if device.type == "cpu" else None}
     results["command"] = f"python -m llmtap.experiments {chapter}" + (f" --seeds {seeds}" if seeds else "")
     return results
 
@@ -224,9 +226,22 @@ def write_results(results: dict, path=None) -> Path:
     return path
 
 
-def stale_values(chapter: str, name: str, results: dict | None = None, seed_index: int = 0) -> list[str]:
-    """Re-run one shipped seed of an experiment on the CPU; the differences from the file, as text
-    (empty when every value is reproduced exactly)."""
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux): one thread of the same processor
+    model repeats a run to the bit; another model may round its float sums differently."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def stale_values(chapter: str, name: str, results: dict | None = None, seed_index: int = 0,
+                 tolerance: float = 0.0) -> list[str]:
+    """Re-run one shipped seed of an experiment on the CPU; the differences from the file larger
+    than ``tolerance``, as text (empty when every value is reproduced)."""
     results = results or load_results(chapter)
     exp = results["experiments"][name]
     seed = exp["seeds"][seed_index]
@@ -238,7 +253,13 @@ def stale_values(chapter: str, name: str, results: dict | None = None, seed_inde
         fresh = run_experiment(chapter, name, seed, "cpu")["values"]
     stored = exp["runs"][seed_index]
     return [f"{name} seed {seed} {c} {m}: shipped {stored[c][m]!r}, re-run {fresh.get(c, {}).get(m)!r}"
-            for c in stored for m in stored[c] if fresh.get(c, {}).get(m) != stored[c][m]]
+            for c in stored for m in stored[c] if not _close(fresh.get(c, {}).get(m), stored[c][m], tolerance)]
+
+
+def _close(fresh, stored, tolerance):
+    if fresh == stored:
+        return True
+    return isinstance(fresh, (int, float)) and isinstance(stored, (int, float)) and abs(fresh - stored) <= tolerance
 
 
 def _chapter(chapter) -> str:
