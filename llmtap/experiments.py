@@ -31,6 +31,8 @@ from .checkpoints import load_course_model
 from .device import cpu_threads, pick_device
 from .icl import icl_accuracy, icl_predict, perturb_labels
 from .lm import CourseLM
+from .position_models import (POSITIONS_FINETUNE_STEPS, POSITIONS_SEED, POSITIONS_STEPS, measure_shipped,
+                              position_seed)
 from .prefix import fold_prefix
 from .pretrain import SEED, capability_report, pretrain
 from .prompting import PromptClassifier, PromptEnsemble
@@ -112,27 +114,35 @@ def values(results: dict, experiment: str, condition: str, metric: str) -> list[
                        f"metrics: {sorted(next(iter(runs[0].values())))}") from None
 
 
-def table(results: dict, experiment: str, live: dict | None = None, scale: float = 100.0, digits: int = 1) -> str:
+def table(results: dict, experiment: str, live: dict | None = None, scale: float = 100.0, digits: int = 1,
+          conditions=None, metrics=None) -> str:
     """The experiment as text, one row per condition, one column per metric, 'mean ± sd' over the
-    shipped seeds; with ``live`` (one run's {"seed", "values": {condition: {metric: value}}}),
-    its values in rows below. An experiment with one condition gets one row per metric instead,
-    with a column per seed."""
+    shipped seeds (only ``conditions`` / ``metrics`` when given; '-' where a run has no value);
+    with ``live`` (one run's {"seed", "values": {condition: {metric: value}}}), its values in rows
+    below. An experiment with one condition gets one row per metric instead, with a column per seed."""
     exp = results["experiments"][experiment]
     runs, seeds = exp["runs"], exp["seeds"]
-    conditions = list(runs[0])
-    metrics = list(runs[0][conditions[0]])
-    spread = lambda vals: f"{scale * mean_sd(vals)[0]:.{digits}f} ± {scale * mean_sd(vals)[1]:.{digits}f}"
+    conditions = list(conditions or runs[0])
+    metrics = list(metrics or runs[0][conditions[0]])
+    number = lambda v: "-" if v is None else f"{scale * v:.{digits}f}"
+
+    def spread(vals):
+        if any(v is None for v in vals):
+            return "-"
+        mean, sd = mean_sd(vals)
+        return f"{scale * mean:.{digits}f} ± {scale * sd:.{digits}f}"
+
     title = f"{exp['title']}: mean ± sd over {len(seeds)} seeds {seeds} (shipped)"
     if len(conditions) == 1 and live is None:
         names, columns = metrics, [f"seed {s}" for s in seeds] + ["mean ± sd"]
-        cells = [[f"{scale * v:.{digits}f}" for v in vals] + [spread(vals)]
+        cells = [[number(v) for v in vals] + [spread(vals)]
                  for vals in (values(results, experiment, conditions[0], m) for m in metrics)]
     else:
         names, columns = conditions, metrics
         cells = [[spread(values(results, experiment, c, m)) for m in metrics] for c in conditions]
         if live is not None:
             names = names + [f"{c} (live, seed {live.get('seed', '?')})" for c in conditions]
-            cells += [[f"{scale * live['values'][c][m]:.{digits}f}" for m in metrics] for c in conditions]
+            cells += [[number(live["values"][c][m]) for m in metrics] for c in conditions]
     first = max(map(len, names)) + 2
     width = max(len(x) for x in columns + [x for row in cells for x in row]) + 2
     lines = [title, " " * first + "".join(f"{c:>{width}}" for c in columns)]
@@ -436,6 +446,21 @@ def prompt_inits(seed, device, steps):
     task = template_task()
     return {init: task.accuracy(prompt_init_run(base, tokenizer, task, init, seed, device, steps), tokenizer)
             for init in PROMPT_INITS}
+
+
+def _measure_shipped_position_models(seed, steps, finetune_steps):
+    # The shipped chapter 04 checkpoints are seed POSITIONS_SEED of this recipe (fp16 weights, as
+    # measured), so their measurements are what re-running that seed must give.
+    if seed != POSITIONS_SEED:
+        raise ValueError(f"only the shipped seed {POSITIONS_SEED} can be re-checked without training again")
+    return measure_shipped("cpu")
+
+
+@experiment("04", "positions", "the five position models at L and the RoPE model extended to 4L, one training per seed",
+            seeds=(POSITIONS_SEED, 5, 6), rerun=_measure_shipped_position_models,
+            steps=POSITIONS_STEPS, finetune_steps=POSITIONS_FINETUNE_STEPS)
+def position_seeds(seed, device, steps, finetune_steps):
+    return position_seed(seed, steps, finetune_steps, device)
 
 
 SFT_CONFIG = dict(steps=200, lr=3e-3, min_lr=3e-4, warmup_steps=10, batch_size=16)

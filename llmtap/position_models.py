@@ -156,17 +156,65 @@ def passkey_accuracy(model: GPT, tokenizer: Tokenizer, n_tokens: int, depth: flo
     return digit_right.all(dim=1).sum().item() / n
 
 
+PASSKEY_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def length_name(m: int) -> str:
+    """m L as the measurements name it: "L", "2L", "4L"."""
+    return "L" if m == 1 else f"{m}L"
+
+
+def position_measurements(model: GPT, tokenizer: Tokenizer) -> dict:
+    """Every number chapter 04 reads off one model: perplexity at L, 2 L, 4 L, 8 L ("ppl 2L") and
+    pass-key accuracy at L, 2 L, 4 L, the mean over the depths of ``PASSKEY_DEPTHS`` ("key 4L")
+    and at each depth ("key 4L d=0.25"); None where a learned table has no rows."""
+    L = POSITIONS_L
+    out = {f"ppl {length_name(m)}": perplexity_at_length(model, tokenizer, m * L) for m in (1, 2, 4, 8)}
+    for m in (1, 2, 4):
+        accs = [passkey_accuracy(model, tokenizer, m * L, depth) for depth in PASSKEY_DEPTHS]
+        out[f"key {length_name(m)}"] = None if accs[0] is None else sum(accs) / len(accs)    # mean over the depths
+        out.update({f"key {length_name(m)} d={depth:g}": acc for depth, acc in zip(PASSKEY_DEPTHS, accs)})
+    return out
+
+
 def position_report(model: GPT, tokenizer: Tokenizer) -> dict:
     """Perplexity at L, 2 L, 4 L, 8 L and pass-key accuracy at L, 2 L, 4 L (mean over 5 depths)."""
-    L = POSITIONS_L
-    report = {f"ppl_{m}L": perplexity_at_length(model, tokenizer, m * L) for m in (1, 2, 4, 8)}
-    for m in (1, 2, 4):
-        accs = [passkey_accuracy(model, tokenizer, m * L, depth) for depth in (0.0, 0.25, 0.5, 0.75, 1.0)]
-        report[f"passkey_{m}L"] = None if accs[0] is None else sum(accs) / len(accs)
+    measured = position_measurements(model, tokenizer)
+    report = {f"ppl_{m}L": measured[f"ppl {length_name(m)}"] for m in (1, 2, 4, 8)}
+    report.update({f"passkey_{m}L": measured[f"key {length_name(m)}"] for m in (1, 2, 4)})
     return report
 
 
 # ----------------------------------------------------------------------------- training them
+def train_base_model(kind: str, tokenizer: Tokenizer, steps: int = POSITIONS_STEPS, seed: int = POSITIONS_SEED,
+                     device="cpu", progress=False) -> tuple[GPT, float]:
+    """One of the five models, trained at L = POSITIONS_L; (model, seconds). Its weights are
+    rounded to fp16, as the shipped checkpoints store them, so that what is measured is what ships."""
+    if kind not in POSITION_KINDS:
+        raise ValueError(f"unknown position kind {kind!r}; choose one of {POSITION_KINDS}")
+    torch.manual_seed(seed)
+    model = GPT(positions_config(tokenizer.vocab_size, kind))
+    cfg = TrainConfig(steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=steps // 10, log_every=100, progress=progress)
+    history = train(model, long_context_batches(tokenizer, POSITIONS_L, POSITIONS_BATCH, seed), cfg, device=device)
+    return _round_to_fp16(model), history["seconds"]
+
+
+def extend_rope_model(rope: GPT, rope_type: str, tokenizer: Tokenizer, steps: int = POSITIONS_FINETUNE_STEPS,
+                      seed: int = POSITIONS_SEED, device="cpu", progress=False) -> tuple[GPT, float]:
+    """The RoPE model rescaled to 4 L (``rope_type``: linear = PI, ntk, dynamic, yarn; factor 4),
+    then fine-tuned at 4 L; (model, seconds). Every rope_type gets the same windows for one seed."""
+    torch.manual_seed(seed)
+    model = with_rope_scaling(rope, {"rope_type": rope_type, "factor": 4.0}, block_size=4 * POSITIONS_L)
+    cfg = TrainConfig(steps=steps, lr=1e-3, min_lr=1e-4, warmup_steps=steps // 10, log_every=50, progress=progress)
+    batches = long_context_batches(tokenizer, 4 * POSITIONS_L, POSITIONS_FINETUNE_BATCH, seed + 1)
+    history = train(model, batches, cfg, device=device)
+    return _round_to_fp16(model), history["seconds"]
+
+
+def _round_to_fp16(model: GPT) -> GPT:
+    return model.half().float()
+
+
 def train_position_models(steps: int = POSITIONS_STEPS, finetune_steps: int = POSITIONS_FINETUNE_STEPS,
                           seed: int = POSITIONS_SEED, out_dir=POSITIONS_DIR, progress=True) -> dict:
     """Train the five position models at L = POSITIONS_L, then extend the RoPE one to 4 L four
@@ -174,33 +222,64 @@ def train_position_models(steps: int = POSITIONS_STEPS, finetune_steps: int = PO
     4 L from the same start; save each (fp16 weights) with what it measures: perplexity at
     L .. 8 L and pass-key accuracy at L, 2 L, 4 L."""
     tokenizer = course_tokenizer()
-    L = POSITIONS_L
     results = {}
     models = {}
     for kind in POSITION_KINDS:
-        torch.manual_seed(seed)
-        model = GPT(positions_config(tokenizer.vocab_size, kind))
-        cfg = TrainConfig(steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=steps // 10, log_every=100, progress=progress)
-        history = train(model, long_context_batches(tokenizer, L, POSITIONS_BATCH, seed), cfg, device="cpu")
-        models[kind] = model
-        results[kind] = _save_position_model(model, tokenizer, position_model_path(kind, out_dir),
-                                             {"steps": steps, "seed": seed, "seconds": round(history["seconds"], 1)})
+        models[kind], seconds = train_base_model(kind, tokenizer, steps, seed, "cpu", progress)
+        results[kind] = _save_position_model(models[kind], tokenizer, position_model_path(kind, out_dir),
+                                             {"steps": steps, "seed": seed, "seconds": round(seconds, 1)})
     for name, rope_type in EXTENDED.items():
-        torch.manual_seed(seed)
-        model = with_rope_scaling(models["rope"], {"rope_type": rope_type, "factor": 4.0}, block_size=4 * L)
-        cfg = TrainConfig(steps=finetune_steps, lr=1e-3, min_lr=1e-4, warmup_steps=finetune_steps // 10,
-                          log_every=50, progress=progress)
-        batches = long_context_batches(tokenizer, 4 * L, POSITIONS_FINETUNE_BATCH, seed + 1)   # the same windows for all four
-        history = train(model, batches, cfg, device="cpu")
+        model, seconds = extend_rope_model(models["rope"], rope_type, tokenizer, finetune_steps, seed, "cpu", progress)
         results[name] = _save_position_model(model, tokenizer, position_model_path(name, out_dir),
                                              {"steps": finetune_steps, "batch": POSITIONS_FINETUNE_BATCH, "seed": seed,
-                                              "seconds": round(history["seconds"], 1), "from": "rope"})
+                                              "seconds": round(seconds, 1), "from": "rope"})
     return results
 
 
+# the names chapter 04 gives each way of reading 4 L with the RoPE model
+UNTRAINED_EXTENSIONS = {"PI": "linear", "NTK": "ntk", "dynamic NTK": "dynamic", "YaRN": "yarn"}
+FINETUNED_EXTENSIONS = {"PI + fine-tune": "rope_pi4", "NTK + fine-tune": "rope_ntk4",
+                        "dynamic NTK + fine-tune": "rope_dynamic4", "YaRN + fine-tune": "rope_yarn4"}
+
+
+def extension_variants(rope: GPT, finetuned: dict) -> dict:
+    """Chapter 04's ways of reading 4 L: {"extrapolation": rope, "PI": .., "PI + fine-tune": ..}, the
+    untrained ones rescaled from ``rope``, the fine-tuned ones from ``finetuned`` {checkpoint name: model}."""
+    variants = {"extrapolation": rope}
+    variants.update({name: with_rope_scaling(rope, {"rope_type": t, "factor": 4.0}) for name, t in UNTRAINED_EXTENSIONS.items()})
+    variants.update({name: finetuned[checkpoint] for name, checkpoint in FINETUNED_EXTENSIONS.items()})
+    return variants
+
+
+def measure_all(base: dict, finetuned: dict, tokenizer: Tokenizer) -> dict:
+    """{condition: position_measurements} for the five base models and every extension variant
+    (the base RoPE model appears once, as "rope")."""
+    out = {kind: position_measurements(base[kind], tokenizer) for kind in POSITION_KINDS}
+    for name, model in extension_variants(base["rope"], finetuned).items():
+        if name != "extrapolation":
+            out[name] = position_measurements(model, tokenizer)
+    return out
+
+
+def position_seed(seed: int, steps: int = POSITIONS_STEPS, finetune_steps: int = POSITIONS_FINETUNE_STEPS,
+                  device="cpu") -> dict:
+    """Chapter 04's whole recipe from one seed (the five models, the four fine-tunes), measured:
+    the seed POSITIONS_SEED gives the shipped checkpoints."""
+    tokenizer = course_tokenizer()
+    base = {kind: train_base_model(kind, tokenizer, steps, seed, device)[0] for kind in POSITION_KINDS}
+    finetuned = {name: extend_rope_model(base["rope"], t, tokenizer, finetune_steps, seed, device)[0]
+                 for name, t in EXTENDED.items()}
+    return measure_all(base, finetuned, tokenizer)
+
+
+def measure_shipped(device="cpu") -> dict:
+    """``position_seed(POSITIONS_SEED)`` without the training: the same measurements of the shipped checkpoints."""
+    models = {name: load_position_model(name, device)[0] for name in POSITION_MODELS}
+    tokenizer = course_tokenizer()
+    return measure_all(models, models, tokenizer)
+
+
 def _save_position_model(model: GPT, tokenizer: Tokenizer, path: Path, extra: dict) -> dict:
-    model.cpu().half()                     # fp16 on disk: half the size; measured after the rounding
-    model.float()
     report = position_report(model, tokenizer)
     save_checkpoint(model.half(), path, tokenizer, extra={**extra, **report})
     model.float()

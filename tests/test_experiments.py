@@ -82,6 +82,20 @@ def test_table_values_and_round_trip(tmp_path):
     assert with_live[-1].startswith("lora (live, seed 0)") and with_live[-1].split()[-2:] == ["70.0", "80.0"]
 
 
+def test_table_picks_columns_and_shows_missing_values():
+    results = _fake_results()
+    for run in results["experiments"]["lora_vs_full"]["runs"]:
+        run["full"]["en"] = None                   # e.g. a learned position table beyond its length
+    lines = table(results, "lora_vs_full", conditions=["lora", "full"], metrics=["en", "zh"], scale=1,
+                  digits=2).splitlines()
+    assert lines[1].split() == ["en", "zh"] and lines[3].split() == ["full", "-", "0.60", "±", "0.10"]
+    assert lines[2].split() == ["lora", "0.80", "±", "0.00", "0.80", "±", "0.10"] and len(lines) == 4
+    by_seed = table(results, "lora_vs_full", conditions=["full"]).splitlines()     # one condition: a column per seed
+    assert by_seed[2].split() == ["zh", "50.0", "60.0", "70.0", "60.0", "±", "10.0"] and by_seed[3].split()[-1] == "-"
+    live = {"seed": 7, "values": {"full": {"en": None, "zh": 0.25}}}
+    assert table(results, "lora_vs_full", live, conditions=["full"]).splitlines()[-1].split()[-2:] == ["25.0", "-"]
+
+
 def test_results_errors_say_what_exists(tmp_path):
     results = _fake_results()
     with pytest.raises(KeyError, match="the file has"):

@@ -135,3 +135,30 @@ def test_command_line_passes_its_flags(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.splitlines()[0] == "rope        ppl_1L 4.43  ppl_2L -"
     pm.main([])
     assert calls[-1] == (pm.POSITIONS_STEPS, pm.POSITIONS_FINETUNE_STEPS, pm.POSITIONS_SEED, pm.POSITIONS_DIR)
+
+
+def test_one_seed_of_the_recipe_measures_every_way_of_reading(monkeypatch):
+    """position_seed: the five models, the four untrained and four fine-tuned extensions, each
+    measured; a seed changes the training (the same seed, the same weights)."""
+    def cheap(model, tokenizer):           # the real measurements read texts up to 8 L: slow for a test
+        return {"sum": float(sum(p.double().sum() for p in model.parameters())), "scaling": model.config.rope_scaling}
+
+    monkeypatch.setattr(pm, "position_measurements", cheap)
+    out = pm.position_seed(3, steps=2, finetune_steps=2)
+    assert list(out) == list(pm.POSITION_KINDS) + list(pm.UNTRAINED_EXTENSIONS) + list(pm.FINETUNED_EXTENSIONS)
+    assert out["rope"]["sum"] == out["PI"]["sum"] == out["YaRN"]["sum"]      # rescaled, not retrained
+    assert out["PI"]["scaling"]["rope_type"] == "linear" and out["dynamic NTK + fine-tune"]["scaling"]["rope_type"] == "dynamic"
+    assert out["PI + fine-tune"]["sum"] != out["PI"]["sum"]
+    assert pm.position_seed(3, steps=2, finetune_steps=2) == out
+    assert pm.position_seed(4, steps=2, finetune_steps=2)["rope"]["sum"] != out["rope"]["sum"]
+
+
+def test_measurements_name_every_length_and_depth():
+    model, tok, info = pm.load_position_model("learned")
+    got = pm.position_measurements(model, tok)
+    assert got["ppl L"] == pytest.approx(info["ppl_1L"], rel=1e-3) and got["ppl 2L"] is None
+    assert got["key L"] == sum(got[f"key L d={d:g}"] for d in pm.PASSKEY_DEPTHS) / 5 == info["passkey_1L"]
+    assert got["key 4L"] is None and got["key 4L d=0.5"] is None
+    assert [pm.length_name(m) for m in (1, 2, 8)] == ["L", "2L", "8L"]
+    with pytest.raises(ValueError, match="unknown position kind"):
+        pm.train_base_model("rotary", tok)
