@@ -37,8 +37,9 @@ from .prefix import fold_prefix
 from .pretrain import SEED, capability_report, pretrain
 from .prompting import PromptClassifier, PromptEnsemble
 from .sft import sft
-from .tasks import (ALPHAS, NEW_VERBALIZERS, PEFT_METHODS, PROMPT_INITS, RANKS, instruction_scores, instruction_split, lora_grid_run,
-                    mapping_tasks, peft_run, prompt_init_run, template_task)
+from .tasks import (ALPHAS, NEW_VERBALIZERS, PEFT_METHODS, PROMPT_INITS, RANKS, energy_shares, instruction_scores,
+                    instruction_split, lora_grid_run, mapping_tasks, peft_run, prompt_init_run, template_task,
+                    truncated_update)
 from .train import TrainConfig
 from .validate import positive_int
 from .world import UNTAUGHT_TEMPLATES
@@ -123,11 +124,11 @@ def table(results: dict, experiment: str, live: dict | None = None, scale: float
     exp = results["experiments"][experiment]
     runs, seeds = exp["runs"], exp["seeds"]
     conditions = list(conditions or runs[0])
-    metrics = list(metrics or runs[0][conditions[0]])
+    metrics = list(metrics or dict.fromkeys(m for c in conditions for m in runs[0][c]))     # in order of appearance
     number = lambda v: "-" if v is None else f"{scale * v:.{digits}f}"
 
     def spread(vals):
-        if any(v is None for v in vals):
+        if vals is None or any(v is None for v in vals):
             return "-"
         mean, sd = mean_sd(vals)
         return f"{scale * mean:.{digits}f} ± {scale * sd:.{digits}f}"
@@ -139,10 +140,11 @@ def table(results: dict, experiment: str, live: dict | None = None, scale: float
                  for vals in (values(results, experiment, conditions[0], m) for m in metrics)]
     else:
         names, columns = conditions, metrics
-        cells = [[spread(values(results, experiment, c, m)) for m in metrics] for c in conditions]
+        has = lambda c, m: m in runs[0][c]            # conditions may measure different things
+        cells = [[spread(values(results, experiment, c, m) if has(c, m) else None) for m in metrics] for c in conditions]
         if live is not None:
             names = names + [f"{c} (live, seed {live.get('seed', '?')})" for c in conditions]
-            cells += [[number(live["values"][c][m]) for m in metrics] for c in conditions]
+            cells += [[number(live["values"][c].get(m)) for m in metrics] for c in conditions]
     first = max(map(len, names)) + 2
     width = max(len(x) for x in columns + [x for row in cells for x in row]) + 2
     lines = [title, " " * first + "".join(f"{c:>{width}}" for c in columns)]
@@ -423,6 +425,29 @@ def rank_alpha(seed, device, steps):
     return {f"r={r}, alpha={alpha}": task.accuracy(lora_grid_run(base, tokenizer, task, r, alpha, seed, device, steps),
                                                    tokenizer)
             for r in RANKS for alpha in ALPHAS}
+
+
+LOW_RANKS = (1, 2, 4)
+SPECTRUM_WEIGHT = "h.2.attn.c_attn.weight"       # the matrix whose update chapter 02 draws
+
+
+@experiment("02", "low_rank", "full fine-tuning's update cut to rank k vs LoRA trained at rank k (alpha = 2r)",
+            steps=80, ranks=LOW_RANKS)
+def low_rank(seed, device, steps, ranks):
+    """Why low rank suffices, on real updates: the energy in the top singular values of the full
+    fine-tuning update, the accuracy of its rank-k truncations, and LoRA trained at the same rank
+    (the same numbers per matrix), all from one seed."""
+    base, tokenizer = load_course_model(device)
+    task = template_task()
+    full, _ = peft_run("full fine-tuning", base, tokenizer, task, seed, device, steps)
+    delta = dict(full.named_parameters())[SPECTRUM_WEIGHT] - dict(base.named_parameters())[SPECTRUM_WEIGHT]
+    out = {"full fine-tuning": task.accuracy(full, tokenizer)}
+    for k in ranks:
+        out[f"rank-{k} truncation"] = task.accuracy(truncated_update(base, full, k), tokenizer)
+        # r = 4, alpha = 8 is chapter 02's LoRA run ("LoRA r=4" of lora_vs_full, the same seed)
+        out[f"LoRA r={k}"] = task.accuracy(lora_grid_run(base, tokenizer, task, k, 2 * k, seed, device, steps), tokenizer)
+    out["energy of the update"] = {f"top {k}": v for k, v in energy_shares(delta, (1, 4, 16)).items()}
+    return out
 
 
 @experiment("03", "methods", "every method of chapters 02 and 03 on the new template, unseen events",

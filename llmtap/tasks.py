@@ -197,6 +197,30 @@ def lora_grid_run(base_model, tokenizer, task: TemplateTask, r: int, alpha: floa
     return model
 
 
+def truncated_update(base_model, fine_tuned, k: int):
+    """A copy of ``base_model`` plus ``fine_tuned``'s update, with the update of every weight
+    matrix (the embedding table aside) cut to its best rank-k approximation: ΔW ≈ U_k S_k V_kᵀ
+    (Eckart-Young), k (d_in + d_out) numbers per matrix, what a rank-k LoRA stores."""
+    positive_int(k, "k (rank)")
+    model = copy.deepcopy(base_model)
+    fine = dict(fine_tuned.named_parameters())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            delta = fine[name] - p
+            if p.dim() == 2 and name != "wte.weight":
+                U, S, Vh = torch.linalg.svd(delta.float().cpu(), full_matrices=False)   # MPS has no SVD
+                delta = ((U[:, :k] * S[:k]) @ Vh[:k]).to(p.device)
+            p.add_(delta.to(p.dtype))
+    return model
+
+
+def energy_shares(delta: torch.Tensor, ks=(1, 4, 16)) -> dict:
+    """{k: share of ‖ΔW‖²_F = Σ σ_i² held by the top k singular values} of a weight update."""
+    s = torch.linalg.svdvals(delta.detach().float().cpu())
+    energy = (s ** 2).cumsum(0) / (s ** 2).sum()
+    return {k: energy[min(k, len(s)) - 1].item() for k in ks}
+
+
 # ----------------------------------------------------------------------------- chapter 05: instructions
 def instruction_split(draws: int = 3000, per_task: int = 25, seed: int = 0) -> tuple[list[Record], list[Record]]:
     """(train, test) records of the corpus instruction tasks: ``draws`` records drawn, the distinct

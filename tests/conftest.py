@@ -60,3 +60,22 @@ def course_report():
     if not COURSE_MODEL_PATH.is_file():
         pytest.skip(f"no course model checkpoint at {COURSE_MODEL_PATH} (build it with `python -m llmtap.pretrain`)")
     return capability_report(*llmtap.load_course_model("cpu"), n=300)
+
+
+@pytest.fixture
+def verdict(capsys):
+    """verdict(checker, answer) -> (passed, the one line the checker printed)."""
+    def run(checker, answer):
+        passed = checker(answer)
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert len(lines) == 1, f"a checker prints exactly one line, got {lines}"
+        return passed, lines[0]
+    return run
+
+
+def bank_sizes_hold(chapter_checkers, right, wrong, min_wrong=5, min_right=2):
+    """Every checker of a chapter has at least min_wrong wrong answers and min_right right ones in its bank."""
+    for checker in chapter_checkers:
+        n_wrong = sum(1 for c, *_ in wrong if c is checker)
+        n_right = sum(1 for c, *_ in right if c is checker)
+        assert n_wrong >= min_wrong and n_right >= min_right, (checker.__name__, n_wrong, n_right)

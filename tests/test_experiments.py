@@ -90,6 +90,10 @@ def test_table_picks_columns_and_shows_missing_values():
                   digits=2).splitlines()
     assert lines[1].split() == ["en", "zh"] and lines[3].split() == ["full", "-", "0.60", "±", "0.10"]
     assert lines[2].split() == ["lora", "0.80", "±", "0.00", "0.80", "±", "0.10"] and len(lines) == 4
+    for run in results["experiments"]["lora_vs_full"]["runs"]:
+        run["energy"] = {"top 1": 0.5}                # a condition that measures something else
+    mixed = table(results, "lora_vs_full").splitlines()
+    assert mixed[1].split() == ["zh", "en", "top", "1"] and mixed[-1].split() == ["energy", "-", "-", "50.0", "±", "0.0"]
     by_seed = table(results, "lora_vs_full", conditions=["full"]).splitlines()     # one condition: a column per seed
     assert by_seed[2].split() == ["zh", "50.0", "60.0", "70.0", "60.0", "±", "10.0"] and by_seed[3].split()[-1] == "-"
     live = {"seed": 7, "values": {"full": {"en": None, "zh": 0.25}}}

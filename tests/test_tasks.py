@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from llmtap import corpus
-from llmtap.tasks import (PEFT_METHODS, PROMPT_INITS, activation_bytes, fine_tune, prompt_init_run, instruction_scores, instruction_split, mapping_tasks, peft_run,
-                          template_task)
+from llmtap.model import GPT, GPTConfig
+from llmtap.tasks import (PEFT_METHODS, PROMPT_INITS, activation_bytes, energy_shares, fine_tune, prompt_init_run, instruction_scores,
+                          instruction_split, mapping_tasks, peft_run, template_task, truncated_update)
 
 
 def test_mapping_tasks_pair_the_strategies():
@@ -111,3 +112,33 @@ def test_prompt_init_run_starts_from_each_init(course):
     starts = {init: prompt_init_run(course.model, course.tokenizer, task, init, steps=1).prompt_tuning.n_tokens
               for init in PROMPT_INITS}
     assert set(starts.values()) == {10}          # every start is 10 tokens: texts are tiled or cut
+
+
+def test_truncated_update_keeps_rank_k_of_each_matrix():
+    torch.manual_seed(0)
+    base = GPT(GPTConfig(vocab_size=30, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    fine = GPT(GPTConfig(vocab_size=30, block_size=8, n_layer=2, n_head=2, n_embd=16))     # another draw: a full-rank "update"
+    kept = {n: p.clone() for n, p in base.named_parameters()}
+    for k in (1, 3):
+        cut = dict(truncated_update(base, fine, k).named_parameters())
+        for name, p in base.named_parameters():
+            delta = cut[name] - p
+            if p.dim() == 2 and name != "wte.weight":
+                assert torch.linalg.matrix_rank(delta, atol=1e-4) == k, name
+                # the best rank-k approximation: its error is the energy of the singular values after k
+                s = torch.linalg.svdvals(dict(fine.named_parameters())[name] - p)
+                err = torch.linalg.matrix_norm(dict(fine.named_parameters())[name] - cut[name]) ** 2
+                assert err.item() == pytest.approx((s[k:] ** 2).sum().item(), rel=1e-3), name
+            else:                                      # embeddings, norms and biases take the whole update
+                assert torch.allclose(cut[name], dict(fine.named_parameters())[name], atol=1e-6), name
+    assert all(torch.equal(p, kept[n]) for n, p in base.named_parameters())      # the base is not touched
+    full = max(min(p.shape) for n, p in base.named_parameters() if p.dim() == 2)
+    big = dict(truncated_update(base, fine, full).named_parameters())
+    assert all(torch.allclose(big[n], p, atol=1e-5) for n, p in fine.named_parameters())
+    with pytest.raises(ValueError, match="k"):
+        truncated_update(base, fine, 0)
+
+
+def test_energy_shares():
+    delta = torch.diag(torch.tensor([3.0, 2.0, 1.0, 0.0]))       # sigma^2 = 9, 4, 1, 0 of 14
+    assert energy_shares(delta, (1, 2, 4, 16)) == pytest.approx({1: 9 / 14, 2: 13 / 14, 4: 1.0, 16: 1.0})
