@@ -1,56 +1,187 @@
-"""Checkers of chapter 02 (LoRA): the LoRA forward pass, merging, the parameter count."""
+"""Checkers of chapter 02 (LoRA): the LoRA forward pass, merging, the parameter count.
+
+Each one tries several inputs chosen so that the usual mistakes give a different result from the
+right answer (alpha / r = 7/3, 5/2, 3/2, 1/4: alpha // r, r / alpha and 1 all differ from it; a square
+layer, where a missing transpose still runs), and names the mistake when the answer equals what
+that mistake gives.
+"""
 from __future__ import annotations
 
-import copy
-
 import torch
+import torch.nn as nn
 
-from ..lora import add_lora
 from ..model import GPT, GPTConfig
-from ..train import count_parameters
-from .common import run_check
+from .common import expect_close, expect_shape, int_answer, likely_cause, run_check, tensor_answer
+
+
+def _random(g: torch.Generator, *shape) -> torch.Tensor:
+    return torch.randn(*shape, generator=g)
+
+
+def _unchanged(before: dict, after: dict, what: str) -> None:
+    """The student's function must leave its inputs as they were."""
+    for name, t in after.items():
+        assert torch.equal(t, before[name]), f"{what}: do not change {name} in place: the caller still needs the original"
+
+
+# (shape of x, d_out, r, alpha): on the first, alpha // r = 2 is neither alpha / r nor 1, and the layer is
+# square, so that a missing transpose gives a wrong value (named below) instead of a shape error; alpha
+# comes as an int and as a float
+_FORWARD_CASES = (((2, 4, 6), 6, 3, 7), ((5, 12), 10, 4, 6.0), ((3, 2, 7), 9, 4, 1), ((2, 3, 8), 5, 8, 16))
 
 
 def check_lora_forward(lora_forward) -> bool:
     """lora_forward(x, W0, A, B, alpha, r) -> W0 x + (alpha / r) B A x, for x of shape (..., d_in)."""
-    def test():
+    def test(answer):
         g = torch.Generator().manual_seed(0)
-        d_in, d_out, r, alpha = 12, 10, 3, 6.0
-        x, W0 = torch.randn(4, 5, d_in, generator=g), torch.randn(d_out, d_in, generator=g)
-        A, B = torch.randn(r, d_in, generator=g), torch.randn(d_out, r, generator=g)
-        got = lora_forward(x, W0, A, B, alpha, r)
-        assert torch.is_tensor(got) and got.shape == (4, 5, d_out), \
-            f"expected a tensor of shape (4, 5, {d_out}), got {getattr(got, 'shape', type(got).__name__)}"
-        base = x @ W0.T
-        assert torch.allclose(lora_forward(x, W0, A, torch.zeros_like(B), alpha, r), base, atol=1e-5), \
-            "with B = 0 the result must be exactly W0 x"
-        assert not torch.allclose(got, base + (x @ A.T) @ B.T, atol=1e-4) or alpha / r == 1, \
-            "scale the update by alpha / r"
-        assert torch.allclose(got, base + (alpha / r) * (x @ A.T) @ B.T, atol=1e-4), \
-            "h = x W0ᵀ + (alpha / r) (x Aᵀ) Bᵀ"
-    return run_check("Exercise: LoRA forward", test)
+        for x_shape, d_out, r, alpha in _FORWARD_CASES:
+            d_in = x_shape[-1]
+            x, W0 = _random(g, *x_shape), _random(g, d_out, d_in)
+            A, B = _random(g, r, d_in), _random(g, d_out, r)
+            inputs = {"x": x, "W0": W0, "A": A, "B": B}
+            before = {k: t.clone() for k, t in inputs.items()}
+            what = f"lora_forward(x of shape {tuple(x_shape)}, W0 {tuple(W0.shape)}, r={r}, alpha={alpha})"
+            got = tensor_answer(answer(x, W0, A, B, alpha, r), what)
+            _unchanged(before, inputs, what)
+            expect_shape(got, (*x_shape[:-1], d_out), f"{what}, (..., d_out)")
+
+            x, W0, A, B = (t.double() for t in (x, W0, A, B))
+            base, update, s = x @ W0.T, (x @ A.T) @ B.T, alpha / r
+            want = base + s * update
+            mistakes = {
+                f"you scaled by alpha // r, which rounds down ({alpha} // {r} = {alpha // r}): use alpha / r":
+                    base + (alpha // r) * update,
+                "you scaled by r / alpha: the scale is alpha / r": base + (r / alpha) * update,
+                "the update is not scaled: multiply (x Aᵀ) Bᵀ by alpha / r": base + update,
+                "you scaled by alpha alone: divide it by r, alpha / r": base + alpha * update,
+                "alpha / r scales only the update (x Aᵀ) Bᵀ, not x W0ᵀ": s * (base + update),
+                "the base output is missing: with B = 0 the result must be exactly W0 x, so add x W0ᵀ": s * update,
+            }
+            if d_in == d_out:       # these run (and are wrong) only on a square layer
+                mistakes.update({
+                    "W0 is (d_out, d_in): the base output is x W0ᵀ (x @ W0.T), not x W0": x @ W0 + s * update,
+                    "the update is (x Aᵀ) Bᵀ = x (B A)ᵀ: you used B A without the transpose": base + s * x @ (B @ A),
+                })
+            cause = likely_cause(got, mistakes, want, atol=1e-4)
+            if cause:
+                raise AssertionError(f"{what}: {cause}")
+            expect_close(got, want, f"{what}, h = x W0ᵀ + (alpha / r) (x Aᵀ) Bᵀ", atol=1e-4, rtol=1e-4)
+    return run_check("Exercise: LoRA forward", test, lora_forward,
+                     shape_hint="x @ W0.T needs W0 of shape (d_out, d_in); (x @ A.T) @ B.T needs A of shape "
+                                "(r, d_in) and B of shape (d_out, r)")
+
+
+# (d_out, d_in, r, alpha): a rectangular W0 first (a transposed result has the wrong shape), then a
+# square one, where a transposed update has the right shape and must be caught by its values
+_MERGE_CASES = ((7, 9, 2, 5), (6, 6, 3, 5), (4, 10, 4, 1.0), (5, 3, 1, 16))
 
 
 def check_merge_weight(merge_weight) -> bool:
     """merge_weight(W0, A, B, alpha, r) -> W0 + (alpha / r) B A, without changing W0."""
-    def test():
+    def test(answer):
         g = torch.Generator().manual_seed(1)
-        W0, A, B = torch.randn(7, 9, generator=g), torch.randn(2, 9, generator=g), torch.randn(7, 2, generator=g)
-        keep = W0.clone()
-        got = merge_weight(W0, A, B, 4.0, 2)
-        assert torch.is_tensor(got) and got.shape == W0.shape, "return a tensor shaped like W0 (d_out, d_in)"
-        assert torch.equal(W0, keep), "do not change W0 in place: unmerging needs the original"
-        assert torch.allclose(got, W0 + 2.0 * B @ A, atol=1e-5), "merged weight = W0 + (alpha / r) B A"
-    return run_check("Exercise: merge", test)
+        for d_out, d_in, r, alpha in _MERGE_CASES:
+            W0, A, B = _random(g, d_out, d_in), _random(g, r, d_in), _random(g, d_out, r)
+            inputs = {"W0": W0, "A": A, "B": B}
+            before = {k: t.clone() for k, t in inputs.items()}
+            what = f"merge_weight(W0 of shape {(d_out, d_in)}, r={r}, alpha={alpha})"
+            got = tensor_answer(answer(W0, A, B, alpha, r), what)
+            # merging in place: the caller loses the original W0 (unmerging needs it)
+            assert torch.equal(W0, before["W0"]), \
+                f"{what}: do not change W0 in place: unmerging needs the original; return W0 + ..., a new tensor"
+            _unchanged(before, inputs, what)
+            if d_in != d_out and tuple(got.shape) == (d_in, d_out):
+                raise AssertionError(f"{what}: the result must be shaped like W0 {(d_out, d_in)}, got {(d_in, d_out)}: "
+                                     f"the update is B A ((d_out, r) @ (r, d_in)), not Aᵀ Bᵀ")
+            expect_shape(got, (d_out, d_in), f"{what}, shaped like W0")
+
+            W0, A, B = (t.double() for t in before.values())
+            s, BA = alpha / r, B @ A
+            want = W0 + s * BA
+            mistakes = {
+                f"you scaled by alpha // r, which rounds down ({alpha} // {r} = {alpha // r}): use alpha / r":
+                    W0 + (alpha // r) * BA,
+                "you scaled by r / alpha: the scale is alpha / r": W0 + (r / alpha) * BA,
+                "the update is not scaled: the merged weight is W0 + (alpha / r) B A": W0 + BA,
+                "you scaled by alpha alone: divide it by r, alpha / r": W0 + alpha * BA,
+                "alpha / r scales only the update B A, not W0": s * (W0 + BA),
+                "W0 is missing: the merged weight is W0 + (alpha / r) B A, not the update alone": s * BA,
+                "that is W0 unchanged: add the update (alpha / r) B A": W0,
+            }
+            if d_in == d_out:
+                mistakes["the update is B A, not its transpose Aᵀ Bᵀ"] = W0 + s * BA.T
+            cause = likely_cause(got, mistakes, want, atol=1e-4)
+            if cause:
+                raise AssertionError(f"{what}: {cause}")
+            expect_close(got, want, f"{what}, W0 + (alpha / r) B A", atol=1e-4, rtol=1e-4)
+    return run_check("Exercise: merge", test, merge_weight,
+                     shape_hint="B @ A needs A of shape (r, d_in) and B of shape (d_out, r); it is shaped like W0")
+
+
+# ----------------------------------------------------------------------------- parameter count
+def _toy_model() -> nn.Module:
+    """Not the course GPT: a name used at two depths with other shapes, a layer without bias, a
+    name ("q_out") that contains another target ("q") without ending with it, a LayerNorm."""
+    block = lambda d_hidden: nn.ModuleDict({"q": nn.Linear(6, d_hidden), "q_out": nn.Linear(d_hidden, 6, bias=False)})
+    return nn.ModuleDict({"blocks": nn.ModuleList([block(10), block(4)]), "head": nn.Linear(6, 3), "norm": nn.LayerNorm(6)})
+
+
+def _layout(model: nn.Module) -> list:
+    """What a count must leave alone: the modules' names and types, and what is trainable."""
+    return [(n, type(m).__name__) for n, m in model.named_modules()] + \
+           [(n, p.requires_grad) for n, p in model.named_parameters()]
 
 
 def check_lora_param_count(lora_param_count) -> bool:
     """lora_param_count(model, targets, r) -> trainable parameters LoRA adds to the named linear layers."""
-    def test():
-        model = GPT(GPTConfig(vocab_size=40, block_size=8, n_layer=3, n_head=2, n_embd=24))
-        for targets, r in [(["c_attn"], 4), (["c_attn", "c_proj"], 2), (["c_fc"], 8)]:
-            got = lora_param_count(model, targets, r)
-            want = count_parameters(add_lora(copy.deepcopy(model), targets, r=r))[0]
-            assert got == want, f"for targets {targets} and r={r} expected {want}, got {got}: each wrapped " \
-                                f"layer adds r (d_in + d_out)"
-    return run_check("Exercise: LoRA parameter count", test)
+    def test(answer):
+        torch.manual_seed(0)
+        gpt = GPT(GPTConfig(vocab_size=40, block_size=8, n_layer=3, n_head=2, n_embd=24))
+        toy = _toy_model()
+        for model, name, targets, r in ((gpt, "the GPT", ["c_attn"], 4), (gpt, "the GPT", ["c_attn", "c_proj"], 2),
+                                        (gpt, "the GPT", ["c_fc"], 8), (toy, "the toy model", ["q"], 2),
+                                        (toy, "the toy model", ["q_out", "head"], 3)):
+            layout = _layout(model)
+            what = f"lora_param_count({name}, {targets}, r={r})"
+            got = int_answer(answer(model, targets, r), what)
+            assert _layout(model) == layout, \
+                f"{what}: do not change the model (wrap or freeze its layers): count from the layers' shapes"
+
+            linear = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+            hit = [m for n, m in linear if n.split(".")[-1] in targets]
+            total = lambda layers, size: sum(size(m) for m in layers)
+            own = lambda m: sum(p.numel() for p in m.parameters())
+            a_and_b = lambda m: r * (m.in_features + m.out_features)
+            want = total(hit, a_and_b)
+            first_per_target = [next(m for n, m in linear if n.split(".")[-1] == t) for t in targets]
+            mistakes = {
+                "that counts A only (r × d_in): B (d_out × r) is trained too, r (d_in + d_out) per layer":
+                    total(hit, lambda m: r * m.in_features),
+                "that counts B only (d_out × r): A (r × d_in) is trained too, r (d_in + d_out) per layer":
+                    total(hit, lambda m: r * m.out_features),
+                "that takes B as d_in × r: B is d_out × r, so each layer adds r (d_in + d_out)":
+                    total(hit, lambda m: 2 * r * m.in_features),
+                "that takes A as r × d_out: A is r × d_in, so each layer adds r (d_in + d_out)":
+                    total(hit, lambda m: 2 * r * m.out_features),
+                "that counts d_out × d_in per layer (the size of W0, or of B A): LoRA trains A and B only, "
+                "r (d_in + d_out) per layer":
+                    total(hit, lambda m: m.in_features * m.out_features),
+                "that adds the wrapped layers' own weights: they stay frozen, count only A and B":
+                    want + total(hit, own),
+                "that counts the wrapped layers' own weights: count only A (r × d_in) and B (d_out × r)": total(hit, own),
+                "that adds the whole model's parameters: count only what LoRA adds, A and B":
+                    want + sum(p.numel() for p in model.parameters()),
+                "that counts every nn.Linear: only those whose name ends with one of the targets":
+                    total((m for _, m in linear), a_and_b),
+                "that matches a target anywhere in the name: compare the last part, name.split('.')[-1]":
+                    total((m for n, m in linear if any(t in n for t in targets)), a_and_b),
+                "that counts the first target only: add every target's layers":
+                    total((m for n, m in linear if n.split(".")[-1] == targets[0]), a_and_b),
+                "that counts one layer per target name: every layer whose name ends with it adds its own":
+                    total(first_per_target, a_and_b),
+            }
+            cause = likely_cause(got, mistakes, want)
+            if cause:
+                raise AssertionError(f"{what} = {got}: {cause}")
+            assert got == want, f"{what}: want {want}, got {got}: each wrapped layer adds r (d_in + d_out)"
+    return run_check("Exercise: LoRA parameter count", test, lora_param_count)

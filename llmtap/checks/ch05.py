@@ -1,65 +1,260 @@
 """Checkers of chapter 05 (instruction data): the longest common subsequence, the instruction filter,
-the SFT labels."""
+the SFT labels.
+
+Each one tries several inputs chosen so that the usual mistakes give a different result from the
+right answer, and names the mistake: by the value that mistake gives (``likely_cause``), or, for the
+filter's True/False, by the rule that the input is there to test.
+"""
 from __future__ import annotations
 
+import numbers
 import random
 
-from ..rouge import lcs_length, tokenize
-from ..train import collate_completions
-from .common import run_check
+import numpy as np
+import torch
+
+from ..rouge import lcs_length, rouge_l, tokenize
+from .common import StudentCodeError, int_answer, likely_cause, run_check
+
+
+def _on(what: str, answer, *args):
+    """``answer(*args)``; when the student's code raises, the message also says on which input."""
+    try:
+        return answer(*args)
+    except StudentCodeError as e:
+        raise StudentCodeError(e.error, f"on {what}" + (f"; {e.hint}" if e.hint else "")) from e.error
+
+
+# ----------------------------------------------------------------------------- the LCS
+def _substring(a: list, b: list) -> int:
+    """Longest common substring (contiguous tokens): the classic mix-up with the subsequence."""
+    best, run = 0, [0] * (len(b) + 1)
+    for x in a:
+        run = [0] + [run[j] + 1 if x == y else 0 for j, y in enumerate(b)]
+        best = max(best, *run)
+    return best
+
+
+def _greedy(a: list, b: list) -> int:
+    """Each token of a taken at its first match in b after the previous match: not always the longest."""
+    n, start = 0, 0
+    for x in a:
+        if x in b[start:]:
+            start += b[start:].index(x) + 1
+            n += 1
+    return n
+
+
+def _lcs_mistakes(a: list, b: list, want: int) -> dict:
+    return {
+        "that is the longest common substring (contiguous tokens); a subsequence may skip tokens: when "
+        "a[i-1] != b[j-1], L[i][j] = max(L[i-1][j], L[i][j-1]), not 0": _substring(a, b),
+        "that counts the tokens a and b share, in any order; a subsequence keeps the order of both lists":
+            sum(min(a.count(t), b.count(t)) for t in set(a)),
+        "that counts the distinct tokens a and b share; a subsequence keeps the order (and the repeats) of both lists":
+            len(set(a) & set(b)),
+        "that counts the positions where a and b hold the same token; a subsequence may skip tokens in either list":
+            sum(x == y for x, y in zip(a, b)),
+        "taking each token at its first match (greedy) is not always the longest: fill the whole table, "
+        "max(L[i-1][j], L[i][j-1]) keeps the better of the two choices": _greedy(a, b),
+        "the first tokens are left out: the table has len(a)+1 rows and len(b)+1 columns (row 0 and column 0 "
+        "are the empty prefixes), and L[i][j] compares a[i-1] with b[j-1]": lcs_length(a[1:], b[1:]),
+        "the last tokens are left out: i runs over 1 .. len(a) and j over 1 .. len(b), range(1, len(a) + 1)":
+            lcs_length(a[:-1], b[:-1]),
+        "one more than the LCS (off by one): L[0][j] = L[i][0] = 0, and the answer is L[len(a)][len(b)]": want + 1,
+        "one less than the LCS (off by one): the answer is L[len(a)][len(b)], the bottom-right cell": want - 1,
+    }
 
 
 def check_lcs(lcs) -> bool:
-    """lcs(a, b) -> length of the longest common subsequence of two token lists."""
-    def test():
-        cases = [([], ["a"]), (["a"], ["a"]), (["a", "b", "c"], ["c", "b", "a"]),
-                 (tokenize("写一首关于春天的诗"), tokenize("写一首诗")),
-                 ("the cat sat on the mat".split(), "the dog sat on a mat".split())]
-        rng = random.Random(0)
+    """lcs(a, b) -> length of the longest common subsequence of two token lists (an int)."""
+    def test(answer):
+        cases = [([], []), ([], ["a"]),
+                 (["a", "b", "c"], ["a", "b", "d"]), (["d", "b", "c"], ["e", "b", "c"]),   # first / last tokens differ
+                 (["a"], ["a"]), (["x", "a", "b"], ["a", "b"]), (["a", "x", "b", "y", "c"], ["a", "b", "c"]),
+                 (["a", "b", "c"], ["c", "b", "a"]), (["x", "a", "b", "c"], ["a", "b", "c", "x"]),
+                 (list("abab"), list("baba")),
+                 ("the cat sat on the mat".split(), "the dog sat on a mat".split()),
+                 (tokenize("写一首关于春天的诗"), tokenize("写一首诗"))]
+        rng = random.Random(0)       # and random ones over a small alphabet: many repeats, many ties
         cases += [([rng.choice("abc") for _ in range(rng.randint(0, 12))],
                    [rng.choice("abc") for _ in range(rng.randint(0, 12))]) for _ in range(40)]
-        for a, b in cases:
-            got, want = lcs(list(a), list(b)), lcs_length(list(a), list(b))
-            assert isinstance(got, int) or (hasattr(got, "item") and got.numel() == 1), \
-                f"return an int, got {type(got).__name__}"
-            assert int(got) == want, (f"LCS({a}, {b}) is {want}, got {int(got)}: L[i][j] = L[i-1][j-1] + 1 when "
-                                      f"a[i-1] == b[j-1], else max(L[i-1][j], L[i][j-1])")
-            assert int(lcs(list(b), list(a))) == want, "the LCS is symmetric: lcs(b, a) must equal lcs(a, b)"
-    return run_check("Exercise: longest common subsequence", test)
+        for a, b in [pair for x, y in cases for pair in ((x, y), (y, x))]:     # both orders: lcs is symmetric
+            call = f"lcs({a}, {b})"
+            a_in, b_in = list(a), list(b)
+            got = _on(call, answer, a_in, b_in)
+            assert (a_in, b_in) == (a, b), f"{call} changed its arguments in place: leave the token lists as they are"
+            if isinstance(got, (list, tuple, str)):
+                raise AssertionError(f"{call} returned {got!r}: return the length of the LCS (an int), "
+                                     f"not the subsequence itself")
+            got, want = int_answer(got, call), lcs_length(a, b)
+            if got != want:
+                cause = likely_cause(got, _lcs_mistakes(a, b, want), want)
+                raise AssertionError(f"{call} should be {want}, got {got}: " + (cause or (
+                    "L[i][j] = L[i-1][j-1] + 1 when a[i-1] == b[j-1], else max(L[i-1][j], L[i][j-1]), "
+                    "and the answer is L[len(a)][len(b)]")))
+    return run_check("Exercise: longest common subsequence", test, lcs)
+
+
+# ----------------------------------------------------------------------------- the instruction filter
+_POOL = ["Write a short story about a brave dog.", "写一首关于春天的诗。", "Give three tips for keeping a tidy desk at work."]
+_DOG = ["Write a short story about a brave dog."]
+_WHOLE_WORDS = "English keywords are whole words: compare with tokenize(instruction), not substrings of the text"
+_FORM = "compare with tokenize(instruction), which lowercases and drops punctuation (not instruction.split())"
+_CHINESE_KEYWORD = ("Chinese has no spaces between words, so Chinese keywords are substrings of the instruction "
+                    "(tokenize gives single characters, never a two-character keyword)")
+_F = ("use the F-measure, F = 2PR / (P + R): the precision or the recall alone is 1.0 as soon as one text "
+      "holds all the other's words")
+
+# (instruction, pool, whether to keep it, why): each one there to catch a mistake, in an order where
+# the first input a mistaken answer gets wrong is the one that names its mistake
+_FILTER_CASES = [
+    ("Explain how rainbows form after the rain.", _POOL, True,
+     "no keyword, and nothing in the pool is similar (highest ROUGE-L {score:.2f} < 0.7): keep it"),
+    ("Write a short story about a brave cat.", _DOG, False, "ROUGE-L {score:.2f} >= 0.7 with the pool entry: reject it"),
+    ("write a short story about a brave dog", _DOG, False,
+     "the same words as the pool entry (ROUGE-L {score:.2f}): a duplicate must be rejected"),
+    ("Give three tips for keeping a tidy room at home.", _POOL, False,
+     "ROUGE-L {score:.2f} with the pool's last entry: reject when ANY pool entry reaches 0.7 "
+     "(not only the first one, not the average)"),
+    ("写一首关于夏天的诗。", _POOL, False,
+     "a Chinese near-duplicate (ROUGE-L {score:.2f} with '写一首关于春天的诗。'): count each Chinese character as a "
+     "token, as llmtap.rouge.rouge_l does (rouge-score's tokenizer and str.split() see no Chinese words)"),
+    ("Write a short poem about the quiet sea at night.", ["Write a short poem about the old sea in spring."], False,
+     "ROUGE-L is exactly {score:.2f} here: reject when ROUGE-L >= 0.7 (keep only if < 0.7)"),
+    ("List three simple ways to save water at home.", ["List three cheap ways to save water on holiday."], True,
+     "ROUGE-L {score:.3f} < 0.7: keep it (the threshold is 0.7)"),
+    ("Write a short poem about the sea.",
+     ["Write a short poem about the sea and the stars, and about the long cold night far in the north."], True,
+     "ROUGE-L is only {score:.2f} < 0.7, though the pool entry holds every word of the instruction: " + _F),
+    ("Write a short poem about the sea and the stars, and about the long cold night far in the north.",
+     ["Write a short poem about the sea."], True,
+     "ROUGE-L is only {score:.2f} < 0.7, though the instruction holds every word of the pool entry: " + _F),
+    ("Describe the image below in one sentence.", _POOL, False, "'image' is a blacklisted keyword: reject it"),
+    ("Describe what the Image shows.", _POOL, False, "'Image' is the keyword 'image' with a capital: " + _FORM),
+    ("Write a caption for this photo.", _POOL, False, "'photo.' is the keyword 'photo' and a full stop: " + _FORM),
+    ("Summarize the paragraph below in two sentences.", _POOL, True,
+     "'paragraph' only contains the keyword 'graph': " + _WHOLE_WORDS),
+    ("Explain photosynthesis to a ten-year-old child.", _POOL, True,
+     "'photosynthesis' only contains the keyword 'photo': " + _WHOLE_WORDS),
+    ("Write a short profile of a famous scientist.", _POOL, True,
+     "'profile' only contains the keyword 'file': " + _WHOLE_WORDS),
+    ("Explain the imagery of a poem by Li Bai.", _POOL, True, "'imagery' only contains the keyword 'image': " + _WHOLE_WORDS),
+    ("Imagine you are a sailor and describe your first day at sea.", _POOL, True,
+     "'imagine' is not the keyword 'image': " + _WHOLE_WORDS),
+    ("根据这张图片写一段说明。", _POOL, False, "'图片' is a blacklisted keyword: " + _CHINESE_KEYWORD),
+    ("把这个视频的内容总结一下。", _POOL, False, "'视频' is a blacklisted keyword: " + _CHINESE_KEYWORD),
+    ("画一只猫，再给它起个名字。", _POOL, False, "'画' is a blacklisted keyword: reject it"),
+    ("Explain how tides work in the ocean.", [], True, "an empty pool has nothing to be similar to: keep it"),
+    ("Describe the image below in one sentence.", [], False,
+     "'image' is a blacklisted keyword: the keyword rule holds whatever the pool, even an empty one"),
+]
+
+
+def _bool_answer(value, what: str) -> bool:
+    """True or False (a numpy bool is fine); a tensor, None or a number is a clear assertion."""
+    if isinstance(value, torch.Tensor):
+        raise AssertionError(f"{what} must be True or False, got a tensor {tuple(value.shape)}: return bool(...) of it")
+    if not isinstance(value, (bool, np.bool_)):
+        raise AssertionError(f"{what} must be True or False, got {type(value).__name__} {value!r}"
+                             + (": every path of the function must return a value" if value is None else ""))
+    return bool(value)
 
 
 def check_keep_instruction(keep_instruction) -> bool:
-    """keep_instruction(instruction, pool) -> bool: no blacklisted keyword, ROUGE-L < 0.7 with every pool entry."""
-    def test():
-        pool = ["Write a short story about a brave dog.", "写一首关于春天的诗。"]
-        cases = [("Explain how rainbows form.", True, "a new, different instruction must be kept"),
-                 ("Write a short story about a brave cat.", False, "ROUGE-L 0.875 with a pool entry: reject (>= 0.7)"),
-                 ("写一首关于夏天的诗。", False, "Chinese near-duplicate (ROUGE-L 0.89): count each Chinese character "
-                                        "as a token, e.g. with llmtap.rouge.rouge_l"),
-                 ("Describe the image below.", False, "'image' is a blacklisted keyword"),
-                 ("根据这张图片写一段说明。", False, "'图片' is a blacklisted keyword"),
-                 ("把这个视频的内容总结一下。", False, "'视频' is a blacklisted keyword"),
-                 ("Write a story about a dragon and a knight.", True, "ROUGE-L 0.59 < 0.7: keep"),
-                 ("Explain how rainbows form in the sky.", True, "an empty pool has nothing to be similar to")]
-        for k, (text, want, why) in enumerate(cases):
-            got = keep_instruction(text, [] if k == len(cases) - 1 else pool)
-            assert isinstance(got, bool), f"return True or False, got {type(got).__name__}"
-            assert got == want, f"{text!r}: expected {want} ({why})"
-    return run_check("Exercise: the instruction filter", test)
+    """keep_instruction(instruction, pool) -> bool: False when the instruction holds a blacklisted keyword
+    (English: whole words; Chinese: substrings) or has ROUGE-L >= 0.7 with some pool entry."""
+    def test(answer):
+        for text, pool, want, why in _FILTER_CASES:
+            call = f"keep_instruction({text!r}, pool={pool!r})"
+            got = _bool_answer(_on(call, answer, text, list(pool)), call)   # a copy: the cases stay as they are
+            if got != want:
+                score = max((rouge_l(text, p) for p in pool), default=0.0)
+                raise AssertionError(f"{call} should be {want}, got {got}: {why.format(score=score)}")
+    return run_check("Exercise: the instruction filter", test, keep_instruction)
+
+
+# ----------------------------------------------------------------------------- the SFT labels
+def _ids(value, what: str) -> list[int]:
+    """Token ids as a list of Python ints: a list, a tuple, a 1-D tensor or numpy array (or a batch of
+    one row) all hold the same ids; a float is not an id."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        if value.ndim == 2 and value.shape[0] == 1:
+            value = value[0]
+        if value.ndim != 1:
+            raise AssertionError(f"{what} must be one sequence of ids, got shape {tuple(value.shape)}")
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise AssertionError(f"{what} must be a list of ints, got {type(value).__name__}")
+    for t, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise AssertionError(f"{what}[{t}] must be an int (a token id, or -100 for no loss), "
+                                 f"got {type(v).__name__} {v!r}")
+    return [int(v) for v in value]
 
 
 def check_sft_labels(sft_labels) -> bool:
-    """sft_labels(prompt_ids, response_ids) -> (x, y): inputs and targets with the prompt masked (-100)."""
-    def test():
-        for p, c in [([1, 10, 11, 12], [20, 21, 2]), ([1], [5]), ([1, 7, 7], [7, 7, 2])]:
-            got = sft_labels(list(p), list(c))
-            assert isinstance(got, tuple) and len(got) == 2, "return a pair (x, y)"
-            x, y = (list(map(int, t)) for t in got)
-            want_x, want_y = (t[0].tolist() for t in collate_completions([(p, c)], pad_id=0))
-            assert len(x) == len(p) + len(c) - 1, "x is prompt + response without the last token"
-            assert x == want_x, f"x should be {want_x}, got {x}"
-            assert len(y) == len(x), "y must be as long as x: y[t] is the token x predicts at position t"
-            assert y[:len(p) - 1] == want_y[:len(p) - 1], \
-                f"the prompt part of y must be -100 (no loss): expected {want_y}, got {y}"
-            assert y == want_y, f"expected y = {want_y}, got {y}: position t predicts token t + 1"
-    return run_check("Exercise: SFT labels", test)
+    """sft_labels(prompt_ids, response_ids) -> (x, y): x the sequence without its last token, y[t] the
+    token after position t, -100 where that token is in the prompt."""
+    def test(answer):
+        # 2 = <eos> ends every response; ids repeat across prompt and response in the third case
+        for p, c in [([1, 10, 11, 12], [20, 21, 2]), ([1], [5]), ([1, 7, 7], [7, 7, 2]),
+                     ([1, 30, 31, 32, 33, 34], [40, 2]), ([3, 4], [5, 6, 7, 8, 2]), ([1, 9, 9], [2])]:
+            call = f"sft_labels({p}, {c})"
+            prompt, response = list(p), list(c)
+            got = _on(call, answer, prompt, response)
+            assert (prompt, response) == (p, c), \
+                f"{call} changed its arguments in place: build a new list (prompt_ids + response_ids), do not extend one"
+            assert isinstance(got, (tuple, list)) and len(got) == 2, \
+                f"{call} must return a pair (x, y), got {type(got).__name__}" + (f" of {len(got)}" if isinstance(got, (list, tuple)) else "")
+            x, y = _ids(got[0], f"{call}: x"), _ids(got[1], f"{call}: y")
+            ids, n = p + c, len(p)
+            want_x, want_y = ids[:-1], [-100] * (n - 1) + c
+
+            assert (x, y) != (want_y, want_x), f"{call}: x and y are swapped: return (x, y), the inputs first"
+            cause = likely_cause(torch.tensor(x), {
+                "x is the sequence without its last token (ids[:-1]): nothing follows the last token, "
+                "so it predicts nothing": ids,
+                "x starts one token late: x = (prompt_ids + response_ids)[:-1] starts with the first token, "
+                "and it is y that is shifted by one": ids[1:],
+                "x is the whole sequence, prompt and response, without its last token": p,
+            }, torch.tensor(want_x))
+            assert x == want_x, f"{call}: x should be {want_x}, got {x}" + (f": {cause}" if cause else "")
+
+            mistakes = {
+                "the prompt is not masked: y[t] is -100 where the token after position t belongs to the prompt "
+                "(no loss on the prompt)": ids[1:],
+                "y is not shifted: y[t] is the token AFTER position t, so the last prompt position already "
+                "predicts the first response token": [-100] * n + c[:-1],
+                "those are labels as long as the whole sequence, shifted inside the model (Hugging Face style); "
+                "here y[t] is already the token after x[t], as long as x": [-100] * n + c,
+                "y is shifted twice: y[t] = (prompt_ids + response_ids)[t + 1], one step": ([-100] * (n - 1) + c)[1:] + [-100],
+                "y is shifted twice: y[t] = (prompt_ids + response_ids)[t + 1], one step, and as long as x":
+                    ([-100] * (n - 1) + c)[1:],
+                "the first response token is masked (off by one): the last prompt position predicts "
+                "response_ids[0], so only len(prompt_ids) - 1 labels are -100": [-100] * n + c[1:],
+                "the prompt is masked by token value: the same id can be in the prompt and in the response; "
+                "mask by position, the first len(prompt_ids) - 1 labels": [-100 if t in p else t for t in ids[1:]],
+                "the end token is not trained: response_ids ends with <eos>, and its label (the last of y) "
+                "is what teaches the model to stop": [-100] * (n - 1) + c[:-1] + [-100],
+            }
+            if n >= 2:
+                mistakes["the last prompt token is trained (off by one): the token after position len(prompt_ids) - 2 "
+                         "is still the prompt's, so the first len(prompt_ids) - 1 labels are -100"] = \
+                    [-100] * (n - 2) + [p[-1]] + c
+            cause = likely_cause(torch.tensor(y), mistakes, torch.tensor(want_y))
+            if cause:
+                raise AssertionError(f"{call}: y should be {want_y}, got {y}: {cause}")
+            assert len(y) == len(x), (f"{call}: y should be {want_y}, got {y}: y must be as long as x, "
+                                      f"y[t] is the token that follows x[t]")
+            masks = set(y[:n - 1])
+            if y[n - 1:] == c and len(masks) == 1 and masks != {-100}:
+                raise AssertionError(f"{call}: y should be {want_y}, got {y}: mask with -100 (the ignore_index of "
+                                     f"F.cross_entropy), not {masks.pop()}, a real token id that would be trained")
+            t = next((t for t in range(len(y)) if y[t] != want_y[t]), None)
+            if t is not None:
+                role = (f"-100, the token after position {t} is in the prompt" if t < n - 1 else
+                        f"response_ids[{t - n + 1}], the token after position {t}")
+                raise AssertionError(f"{call}: y[{t}] should be {want_y[t]} ({role}), got {y[t]}; "
+                                     f"y should be {want_y}, got {y}")
+    return run_check("Exercise: SFT labels", test, sft_labels)

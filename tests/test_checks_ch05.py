@@ -1,0 +1,431 @@
+"""Mutation tests of chapter 05's checkers: each wrong answer of the bank (the usual mistakes) is
+rejected with a message that names what is wrong, and each right answer, written differently from
+the solution (another container, algorithm or formula), is accepted. The answers are written here,
+independently of the library the checkers compare against; the filter's answers use only what its
+exercise hands the student (BLACKLIST, and tokenize / rouge_l where the statement says so)."""
+import functools
+import re
+
+import numpy as np
+import pytest
+import torch
+from conftest import bank_sizes_hold
+
+from llmtap import checks
+from llmtap.rouge import rouge_l, tokenize
+from llmtap.self_instruct import BLACKLIST
+
+
+# ----------------------------------------------------------------------------- LCS
+def lcs_dp(a, b):
+    L = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            L[i][j] = L[i - 1][j - 1] + 1 if a[i - 1] == b[j - 1] else max(L[i - 1][j], L[i][j - 1])
+    return L[-1][-1]
+
+
+def lcs_recursive(a, b):                      # memoised recursion on suffixes, tuples as keys
+    @functools.lru_cache(maxsize=None)
+    def go(i, j):
+        if i == len(a) or j == len(b):
+            return 0
+        return go(i + 1, j + 1) + 1 if a[i] == b[j] else max(go(i + 1, j), go(i, j + 1))
+    return go(0, 0)
+
+
+def lcs_one_row_numpy(a, b):                  # one row of the table at a time, a numpy int comes back
+    row = np.zeros(len(b) + 1, dtype=np.int64)
+    for x in a:
+        prev = row.copy()
+        for j, y in enumerate(b, 1):
+            row[j] = prev[j - 1] + 1 if x == y else max(prev[j], row[j - 1])
+    return row[-1]
+
+
+def lcs_substring(a, b):                      # longest common *substring*: a classic mix-up
+    best = 0
+    for i in range(len(a)):
+        for j in range(len(b)):
+            k = 0
+            while i + k < len(a) and j + k < len(b) and a[i + k] == b[j + k]:
+                k += 1
+            best = max(best, k)
+    return best
+
+
+def lcs_plus_one(a, b):                       # the size of the table's side, not its last cell
+    return lcs_dp(a, b) + 1
+
+
+def lcs_no_empty_row(a, b):                   # a len(a) x len(b) table: the first tokens never match
+    if not a or not b:
+        return 0
+    L = [[0] * len(b) for _ in a]
+    for i in range(1, len(a)):
+        for j in range(1, len(b)):
+            L[i][j] = L[i - 1][j - 1] + 1 if a[i] == b[j] else max(L[i - 1][j], L[i][j - 1])
+    return L[-1][-1]
+
+
+def lcs_short_loops(a, b):                    # range(1, len(a)): the last tokens never match
+    L = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(1, len(a)):
+        for j in range(1, len(b)):
+            L[i][j] = L[i - 1][j - 1] + 1 if a[i - 1] == b[j - 1] else max(L[i - 1][j], L[i][j - 1])
+    return L[-2][-2] if a and b else 0
+
+
+def lcs_float(a, b):
+    return float(lcs_dp(a, b))
+
+
+def lcs_tensor(a, b):
+    return torch.tensor(lcs_dp(a, b))
+
+
+def lcs_shared_tokens(a, b):                  # shared tokens, order forgotten
+    return sum(min(a.count(t), b.count(t)) for t in set(a))
+
+
+def lcs_same_positions(a, b):
+    return sum(x == y for x, y in zip(a, b))
+
+
+def lcs_greedy(a, b):                         # first match of each token: not always the longest
+    n, j = 0, 0
+    for x in a:
+        for k in range(j, len(b)):
+            if b[k] == x:
+                n, j = n + 1, k + 1
+                break
+    return n
+
+
+def lcs_the_subsequence(a, b):                # the subsequence itself, not its length
+    if not a or not b:
+        return []
+    if a[-1] == b[-1]:
+        return lcs_the_subsequence(a[:-1], b[:-1]) + [a[-1]]
+    return max(lcs_the_subsequence(a[:-1], b), lcs_the_subsequence(a, b[:-1]), key=len)
+
+
+def lcs_sentinel(a, b):                       # 1-based indexing by inserting into the caller's lists
+    a.insert(0, None)
+    b.insert(0, object())
+    L = [[0] * len(b) for _ in a]
+    for i in range(1, len(a)):
+        for j in range(1, len(b)):
+            L[i][j] = L[i - 1][j - 1] + 1 if a[i] == b[j] else max(L[i - 1][j], L[i][j - 1])
+    return L[-1][-1]
+
+
+def lcs_crash(a, b):                          # reads a[0] even when a is empty
+    return lcs_dp(a, b) if a[0] is not None else 0
+
+
+# ----------------------------------------------------------------------------- instruction filter
+def keep_right(instruction, pool):            # the statement's way
+    words = set(tokenize(instruction))
+    if any(w in words for w in BLACKLIST["en"]) or any(w in instruction for w in BLACKLIST["zh"]):
+        return False
+    return all(rouge_l(instruction, p) < 0.7 for p in pool)
+
+
+_TOKENS = re.compile("[a-z0-9]+|[\u4e00-\u9fff]")   # words, and each Chinese character alone
+
+
+def _lcs(a, b):
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev, row = row, [0]
+        for j, y in enumerate(b, 1):
+            row.append(prev[j - 1] + 1 if x == y else max(prev[j], row[j - 1]))
+    return row[-1]
+
+
+def keep_own_rouge(instruction, pool):        # own tokenizer and LCS, F = 2 LCS / (|a| + |b|), numpy bool
+    toks = _TOKENS.findall(instruction.lower())
+    if set(toks) & set(BLACKLIST["en"]) or any(w in instruction for w in BLACKLIST["zh"]):
+        return np.bool_(False)
+    scores = [2 * _lcs(toks, t) / (len(toks) + len(t)) for t in (_TOKENS.findall(p.lower()) for p in pool)]
+    return np.bool_(max(scores, default=0.0) < 0.7)
+
+
+def keep_loops(instruction, pool):            # early returns, one rule at a time
+    for word in tokenize(instruction):
+        if word in BLACKLIST["en"]:
+            return False
+    for word in BLACKLIST["zh"]:
+        if instruction.find(word) >= 0:
+            return False
+    for p in pool:
+        if rouge_l(p, instruction) >= 0.7:
+            return False
+    return True
+
+
+def keep_everything(instruction, pool):
+    return True
+
+
+def keep_inverted(instruction, pool):
+    return not keep_right(instruction, pool)
+
+
+def keep_substring_keywords(instruction, pool):   # 'graph' found inside 'paragraph'
+    text = instruction.lower()
+    if any(w in text for w in BLACKLIST["en"] + BLACKLIST["zh"]):
+        return False
+    return all(rouge_l(instruction, p) < 0.7 for p in pool)
+
+
+def keep_split_keywords(instruction, pool):   # str.split(): 'photo.' and 'Image' are missed
+    words = set(instruction.split())
+    if words & set(BLACKLIST["en"]) or any(w in instruction for w in BLACKLIST["zh"]):
+        return False
+    return all(rouge_l(instruction, p) < 0.7 for p in pool)
+
+
+def keep_tokens_for_chinese(instruction, pool):   # Chinese keywords looked up among the tokens
+    words = set(tokenize(instruction))
+    if any(w in words for w in BLACKLIST["en"] + BLACKLIST["zh"]):
+        return False
+    return all(rouge_l(instruction, p) < 0.7 for p in pool)
+
+
+def keep_at_most_threshold(instruction, pool):    # rejects only above 0.7: the released code's rule
+    words = set(tokenize(instruction))
+    if any(w in words for w in BLACKLIST["en"]) or any(w in instruction for w in BLACKLIST["zh"]):
+        return False
+    return all(rouge_l(instruction, p) <= 0.7 for p in pool)
+
+
+def _keep_by(score):
+    def keep(instruction, pool):
+        words = set(tokenize(instruction))
+        if any(w in words for w in BLACKLIST["en"]) or any(w in instruction for w in BLACKLIST["zh"]):
+            return False
+        return all(score(tokenize(instruction), tokenize(p)) < 0.7 for p in pool)
+    return keep
+
+
+keep_recall = _keep_by(lambda a, b: _lcs(a, b) / len(a))       # LCS / |instruction|
+keep_precision = _keep_by(lambda a, b: _lcs(a, b) / len(b))    # LCS / |pool entry|
+keep_recall.__name__, keep_precision.__name__ = "keep_recall", "keep_precision"
+
+
+def keep_rouge_score_tokens(instruction, pool):   # rouge-score's tokenizer: every non [a-z0-9] is dropped
+    words = set(tokenize(instruction))
+    if any(w in words for w in BLACKLIST["en"]) or any(w in instruction for w in BLACKLIST["zh"]):
+        return False
+    def toks(s):
+        return re.sub(r"[^a-z0-9]+", " ", s.lower()).split()
+    for p in pool:
+        a, b = toks(instruction), toks(p)
+        lcs = _lcs(a, b)
+        if lcs and 2 * lcs / (len(a) + len(b)) >= 0.7:
+            return False
+    return True
+
+
+def keep_rouge_score(instruction, pool):      # the rouge-score package itself (a test dependency)
+    from rouge_score import rouge_scorer
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    return keep_right(instruction, []) and all(scorer.score(p, instruction)["rougeL"].fmeasure < 0.7 for p in pool)
+
+
+def keep_first_entry_only(instruction, pool):
+    return keep_right(instruction, pool[:1])
+
+
+def keep_average(instruction, pool):          # the mean score against the pool
+    if not keep_right(instruction, []):
+        return False
+    return not pool or sum(rouge_l(instruction, p) for p in pool) / len(pool) < 0.7
+
+
+def keep_any_different(instruction, pool):    # any() where all() is meant
+    return keep_right(instruction, []) and (not pool or any(rouge_l(instruction, p) < 0.7 for p in pool))
+
+
+def keep_no_blacklist(instruction, pool):
+    return all(rouge_l(instruction, p) < 0.7 for p in pool)
+
+
+def keep_empty_pool_first(instruction, pool):     # returns before the keyword rule
+    return True if not pool else keep_right(instruction, pool)
+
+
+def keep_max_crash(instruction, pool):        # max() of an empty pool
+    return keep_right(instruction, []) and max(rouge_l(instruction, p) for p in pool) < 0.7
+
+
+def keep_tensor(instruction, pool):
+    return torch.tensor(keep_right(instruction, pool))
+
+
+def keep_none_when_kept(instruction, pool):   # forgets the final return True
+    if not keep_right(instruction, pool):
+        return False
+
+
+# ----------------------------------------------------------------------------- SFT labels
+def labels_right(p, c):
+    ids = p + c
+    return ids[:-1], [-100] * (len(p) - 1) + c
+
+
+def labels_by_position(p, c):                 # y[t] written from its definition, as tuples in a list
+    ids = p + c
+    return [tuple(ids[:-1]), tuple(ids[t + 1] if t + 1 >= len(p) else -100 for t in range(len(ids) - 1))]
+
+
+def labels_tensors(p, c):                     # long tensors, the labels masked by position
+    ids = torch.tensor(p + c)
+    y = ids[1:].clone()
+    y[:len(p) - 1] = -100
+    return ids[:-1], y
+
+
+def labels_numpy_batch(p, c):                 # numpy, as a batch of one row
+    ids = np.array([p + c])
+    y = np.where(np.arange(1, ids.shape[1]) < len(p), -100, ids[:, 1:])
+    return ids[:, :-1], y
+
+
+def labels_unmasked(p, c):
+    ids = p + c
+    return ids[:-1], ids[1:]
+
+
+def labels_unshifted(p, c):
+    ids = p + c
+    return ids[:-1], [-100] * len(p) + c[:-1]
+
+
+def labels_first_response_masked(p, c):
+    ids = p + c
+    return ids[:-1], [-100] * len(p) + c[1:]
+
+
+def labels_shifted_twice(p, c):
+    ids = p + c
+    y = [-100] * (len(p) - 1) + c
+    return ids[:-1], y[1:] + [-100]
+
+
+def labels_eos_untrained(p, c):               # the end token's label masked like padding
+    ids = p + c
+    return ids[:-1], [-100] * (len(p) - 1) + c[:-1] + [-100]
+
+
+def labels_last_prompt_trained(p, c):
+    ids = p + c
+    return ids[:-1], [-100] * (len(p) - 2) + ids[len(p) - 1:]
+
+
+def labels_by_value(p, c):                    # masks the ids that occur in the prompt
+    ids = p + c
+    return ids[:-1], [-100 if t in p else t for t in ids[1:]]
+
+
+def labels_masked_with_zero(p, c):
+    ids = p + c
+    return ids[:-1], [0] * (len(p) - 1) + c
+
+
+def labels_hf_style(p, c):                    # the whole sequence and same-length labels
+    return p + c, [-100] * len(p) + c
+
+
+def labels_swapped(p, c):
+    x, y = labels_right(p, c)
+    return y, x
+
+
+def labels_in_place(p, c):                    # extends the caller's prompt list
+    p += c
+    return p[:-1], [-100] * (len(p) - len(c) - 1) + c
+
+
+def labels_float_tensor(p, c):
+    x, y = labels_right(p, c)
+    return torch.tensor(x), torch.tensor(y, dtype=torch.float32)
+
+
+def labels_only_y(p, c):
+    return labels_right(p, c)[1]
+
+
+RIGHT = [
+    (checks.check_lcs, lcs_dp), (checks.check_lcs, lcs_recursive), (checks.check_lcs, lcs_one_row_numpy),
+    (checks.check_keep_instruction, keep_right), (checks.check_keep_instruction, keep_own_rouge),
+    (checks.check_keep_instruction, keep_loops),
+    (checks.check_sft_labels, labels_right), (checks.check_sft_labels, labels_by_position),
+    (checks.check_sft_labels, labels_tensors), (checks.check_sft_labels, labels_numpy_batch),
+]
+
+WRONG = [
+    (checks.check_lcs, lcs_substring, "longest common substring"),
+    (checks.check_lcs, lcs_plus_one, "one more than the LCS"),
+    (checks.check_lcs, lcs_no_empty_row, "the first tokens are left out"),
+    (checks.check_lcs, lcs_short_loops, "the last tokens are left out"),
+    (checks.check_lcs, lcs_float, "must be an int, got float"),
+    (checks.check_lcs, lcs_tensor, "must be a Python int, got a tensor"),
+    (checks.check_lcs, lcs_shared_tokens, "in any order"),
+    (checks.check_lcs, lcs_same_positions, "same token"),
+    (checks.check_lcs, lcs_greedy, "greedy"),
+    (checks.check_lcs, lcs_the_subsequence, "not the subsequence itself"),
+    (checks.check_lcs, lcs_sentinel, "in place"),
+    (checks.check_lcs, lcs_crash, "your code raised IndexError: list index out of range - on lcs([], [])"),
+    (checks.check_keep_instruction, keep_everything, "ROUGE-L 0.88 >= 0.7"),
+    (checks.check_keep_instruction, keep_inverted, "nothing in the pool is similar"),
+    (checks.check_keep_instruction, keep_substring_keywords, "only contains the keyword 'graph'"),
+    (checks.check_keep_instruction, keep_split_keywords, "not instruction.split()"),
+    (checks.check_keep_instruction, keep_tokens_for_chinese, "Chinese keywords are substrings"),
+    (checks.check_keep_instruction, keep_at_most_threshold, "exactly 0.70"),
+    (checks.check_keep_instruction, keep_recall, "F-measure"),
+    (checks.check_keep_instruction, keep_precision, "F-measure"),
+    (checks.check_keep_instruction, keep_rouge_score_tokens, "count each Chinese character as a token"),
+    (checks.check_keep_instruction, keep_rouge_score, "count each Chinese character as a token"),
+    (checks.check_keep_instruction, keep_first_entry_only, "ANY pool entry"),
+    (checks.check_keep_instruction, keep_average, "ANY pool entry"),
+    (checks.check_keep_instruction, keep_any_different, "ANY pool entry"),
+    (checks.check_keep_instruction, keep_no_blacklist, "'image' is a blacklisted keyword"),
+    (checks.check_keep_instruction, keep_empty_pool_first, "whatever the pool"),
+    (checks.check_keep_instruction, keep_max_crash, "your code raised ValueError"),
+    (checks.check_keep_instruction, keep_tensor, "got a tensor"),
+    (checks.check_keep_instruction, keep_none_when_kept, "every path"),
+    (checks.check_sft_labels, labels_unmasked, "the prompt is not masked"),
+    (checks.check_sft_labels, labels_unshifted, "y is not shifted"),
+    (checks.check_sft_labels, labels_first_response_masked, "the first response token is masked"),
+    (checks.check_sft_labels, labels_shifted_twice, "shifted twice"),
+    (checks.check_sft_labels, labels_eos_untrained, "the end token is not trained"),
+    (checks.check_sft_labels, labels_last_prompt_trained, "the last prompt token is trained"),
+    (checks.check_sft_labels, labels_by_value, "masked by token value"),
+    (checks.check_sft_labels, labels_masked_with_zero, "mask with -100"),
+    (checks.check_sft_labels, labels_hf_style, "without its last token"),
+    (checks.check_sft_labels, labels_swapped, "swapped"),
+    (checks.check_sft_labels, labels_in_place, "in place"),
+    (checks.check_sft_labels, labels_float_tensor, "must be an int"),
+    (checks.check_sft_labels, labels_only_y, "must return a pair (x, y)"),
+]
+
+CHECKERS = (checks.check_lcs, checks.check_keep_instruction, checks.check_sft_labels)
+
+
+@pytest.mark.parametrize("checker, answer", RIGHT, ids=[f"{c.__name__}-{a.__name__}" for c, a in RIGHT])
+def test_right_answers_are_accepted(verdict, checker, answer):
+    passed, line = verdict(checker, answer)
+    assert passed and line.endswith("correct ✓"), line
+
+
+@pytest.mark.parametrize("checker, answer, phrase", WRONG, ids=[f"{c.__name__}-{a.__name__}" for c, a, _ in WRONG])
+def test_wrong_answers_are_rejected_with_the_reason(verdict, checker, answer, phrase):
+    passed, line = verdict(checker, answer)
+    assert not passed and ("not right yet" in line or "your code raised" in line) and phrase in line, line
+
+
+def test_every_checker_has_a_bank():
+    bank_sizes_hold(CHECKERS, RIGHT, WRONG)
