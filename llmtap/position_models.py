@@ -212,7 +212,11 @@ def extend_rope_model(rope: GPT, rope_type: str, tokenizer: Tokenizer, steps: in
 
 
 def _round_to_fp16(model: GPT) -> GPT:
-    return model.half().float()
+    # the weights only: a RoPE model's frequencies are a buffer rebuilt in fp32 from the config on load
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model
 
 
 def train_position_models(steps: int = POSITIONS_STEPS, finetune_steps: int = POSITIONS_FINETUNE_STEPS,
@@ -281,8 +285,12 @@ def measure_shipped(device="cpu") -> dict:
 
 def _save_position_model(model: GPT, tokenizer: Tokenizer, path: Path, extra: dict) -> dict:
     report = position_report(model, tokenizer)
-    save_checkpoint(model.half(), path, tokenizer, extra={**extra, **report})
+    inv_freq = getattr(getattr(model, "rotary", None), "inv_freq", None)
+    kept = None if inv_freq is None else inv_freq.clone()
+    save_checkpoint(model.half(), path, tokenizer, extra={**extra, **report})     # fp16 on disk: half the size
     model.float()
+    if kept is not None:                  # .half() rounded the RoPE frequencies too: put the fp32 ones back
+        model.rotary.inv_freq.copy_(kept)
     return report
 
 
