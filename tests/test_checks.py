@@ -25,7 +25,7 @@ TITLES = {
     checks.check_alibi_slopes: "Exercise: ALiBi slopes",
     checks.check_alibi_bias: "Exercise: ALiBi bias",
     checks.check_interpolated_positions: "Exercise: interpolated positions",
-    checks.check_ntk_base: "Exercise: NTK-aware base",
+    checks.check_yarn_inv_freq: "Exercise: YaRN frequencies",
     checks.check_lcs: "Exercise: longest common subsequence",
     checks.check_keep_instruction: "Exercise: the instruction filter",
     checks.check_sft_labels: "Exercise: SFT labels",

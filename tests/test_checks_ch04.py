@@ -156,37 +156,90 @@ def positions_squeezed_to_end(T, L, L_new):   # squeezes [0, T) into [0, L) inst
     return torch.arange(T) * L / T
 
 
-# ----------------------------------------------------------------------------- NTK-aware base
-def ntk_right(base, s, d):
-    return base * s ** (d / (d - 2))
+# ----------------------------------------------------------------------------- YaRN's frequencies
+def _theta(d, base):
+    return base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
 
 
-def ntk_by_logs(base, s, d):                  # another formula, and a numpy float
-    return np.float64(math.exp(math.log(base) + d / (d - 2) * math.log(s)))
+def _pair(d, base, L, t):                      # the pair index that turns t times within L
+    return d * math.log(L / (2 * math.pi * t)) / (2 * math.log(base))
 
 
-def ntk_times_factor(base, s, d):
-    return base * s
+def yarn_right(d, base, s, L, beta_fast=32.0, beta_slow=1.0):
+    theta = _theta(d, base)
+    lo, hi = _pair(d, base, L, beta_fast), _pair(d, base, L, beta_slow)
+    gamma = ((torch.arange(d // 2) - lo) / (hi - lo)).clamp(0, 1)
+    return theta * (1 - gamma) + theta / s * gamma, 0.1 * math.log(s) + 1 if s > 1 else 1.0
 
 
-def ntk_inverted_exponent(base, s, d):
-    return base * s ** ((d - 2) / d)
+def yarn_loop_numpy(d, base, s, L, beta_fast=32.0, beta_slow=1.0):      # a loop, numpy, float32
+    lo, hi = _pair(d, base, L, beta_fast), _pair(d, base, L, beta_slow)
+    out = []
+    for i in range(d // 2):
+        theta = base ** (-2 * i / d)
+        gamma = min(max((i - lo) / (hi - lo), 0.0), 1.0)
+        out.append(theta / s if gamma == 1 else theta * (1 - gamma) + theta / s * gamma)
+    return np.array(out, dtype=np.float64), np.float64(1 + 0.1 * np.log(s)) if s > 1 else 1
 
 
-def ntk_plus_two(base, s, d):
-    return base * s ** (d / (d + 2))
+def yarn_by_wavelength(d, base, s, L, beta_fast=32.0, beta_slow=1.0):   # in wavelengths lambda_i = 2 pi / theta_i
+    wavelength = 2 * math.pi * base ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+    # a pair turns L / lambda times within L: it turns beta times where lambda = L / beta, i.e. at index
+    # i = (d / 2) log_base(L / (2 pi beta))
+    index = lambda beta: (d / 2) * math.log(L / (2 * math.pi * beta), base)
+    gamma = torch.clamp((torch.arange(d // 2) - index(beta_fast)) / (index(beta_slow) - index(beta_fast)), 0.0, 1.0)
+    return (2 * math.pi / wavelength) * ((1 - gamma) + gamma / s), (1.0 + math.log(s) / 10 if s > 1 else 1.0)
 
 
-def ntk_tensor(base, s, d):                   # right value, as a tensor where a number is asked for
-    return torch.tensor(base) * s ** (d / (d - 2))
+def yarn_rounded(d, base, s, L, beta_fast=32.0, beta_slow=1.0):        # Hugging Face's default rounding
+    theta = _theta(d, base)
+    lo, hi = math.floor(_pair(d, base, L, beta_fast)), math.ceil(_pair(d, base, L, beta_slow))
+    gamma = ((torch.arange(d // 2) - lo) / (hi - lo)).clamp(0, 1)
+    return theta * (1 - gamma) + theta / s * gamma, 0.1 * math.log(s) + 1 if s > 1 else 1.0
 
 
-def ntk_integer_division(base, s, d):
-    return base * s ** (d // (d - 2))
+def yarn_reversed(d, base, s, L, beta_fast=32.0, beta_slow=1.0):
+    theta, factor = _theta(d, base), yarn_right(d, base, s, L)[1]
+    gamma = 1 - (yarn_right(d, base, s, L)[0] - theta) / (theta / s - theta) if s > 1 else torch.zeros(d // 2)
+    return theta * (1 - gamma) + theta / s * gamma, factor
 
 
-def ntk_unchanged(base, s, d):
-    return base
+def yarn_all_interpolated(d, base, s, L, beta_fast=32.0, beta_slow=1.0):
+    return _theta(d, base) / s, yarn_right(d, base, s, L)[1]
+
+
+def yarn_in_turns(d, base, s, L, beta_fast=32.0, beta_slow=1.0):       # the ramp linear in the turns
+    theta = _theta(d, base)
+    gamma = ((beta_fast - L * theta / (2 * math.pi)) / (beta_fast - beta_slow)).clamp(0, 1)
+    return theta * (1 - gamma) + theta / s * gamma, yarn_right(d, base, s, L)[1]
+
+
+def yarn_betas_swapped(d, base, s, L, beta_fast=32.0, beta_slow=1.0):
+    return yarn_right(d, base, s, L, beta_slow, beta_fast)
+
+
+def yarn_factor_squared(d, base, s, L, beta_fast=32.0, beta_slow=1.0):
+    theta, factor = yarn_right(d, base, s, L)
+    return theta, factor ** 2
+
+
+def yarn_factor_log10(d, base, s, L, beta_fast=32.0, beta_slow=1.0):
+    theta, _ = yarn_right(d, base, s, L)
+    return theta, 0.1 * math.log10(s) + 1 if s > 1 else 1.0
+
+
+def yarn_factor_tensor(d, base, s, L, beta_fast=32.0, beta_slow=1.0):  # the factor as a tensor
+    theta, factor = yarn_right(d, base, s, L)
+    return theta, torch.tensor(factor)
+
+
+def yarn_every_dim(d, base, s, L, beta_fast=32.0, beta_slow=1.0):      # one frequency per dimension: a shape error
+    theta = base ** (-torch.arange(d, dtype=torch.float64) / d)
+    return theta * torch.ones(d // 2, 1), 1.0
+
+
+def yarn_theta_only(d, base, s, L, beta_fast=32.0, beta_slow=1.0):
+    return yarn_right(d, base, s, L)[0]
 
 
 RIGHT = [
@@ -196,7 +249,8 @@ RIGHT = [
     (checks.check_alibi_bias, bias_loops_float64),
     (checks.check_interpolated_positions, positions_interpolated), (checks.check_interpolated_positions, positions_linspace),
     (checks.check_interpolated_positions, positions_numpy),
-    (checks.check_ntk_base, ntk_right), (checks.check_ntk_base, ntk_by_logs),
+    (checks.check_yarn_inv_freq, yarn_right), (checks.check_yarn_inv_freq, yarn_loop_numpy),
+    (checks.check_yarn_inv_freq, yarn_by_wavelength),
 ]
 
 WRONG = [
@@ -221,15 +275,20 @@ WRONG = [
     (checks.check_interpolated_positions, positions_one_short, "shape (8,)"),
     (checks.check_interpolated_positions, positions_unchanged, "m' = m L / L'"),
     (checks.check_interpolated_positions, positions_squeezed_to_end, "m' = m L / L'"),
-    (checks.check_ntk_base, ntk_times_factor, "multiplies the base by the factor"),
-    (checks.check_ntk_base, ntk_inverted_exponent, "not (d - 2) / d"),
-    (checks.check_ntk_base, ntk_plus_two, "not d / (d + 2)"),
-    (checks.check_ntk_base, ntk_tensor, "must be a Python number"),
-    (checks.check_ntk_base, ntk_integer_division, "rounds the exponent with //"),
-    (checks.check_ntk_base, ntk_unchanged, "want"),
+    (checks.check_yarn_inv_freq, yarn_rounded, "rounded the ramp's ends"),
+    (checks.check_yarn_inv_freq, yarn_reversed, "the wrong way"),
+    (checks.check_yarn_inv_freq, yarn_all_interpolated, "interpolates every pair"),
+    (checks.check_yarn_inv_freq, yarn_in_turns, "linear in the pair index"),
+    (checks.check_yarn_inv_freq, yarn_betas_swapped, "swapped"),
+    (checks.check_yarn_inv_freq, yarn_factor_squared, "the factor squared"),
+    (checks.check_yarn_inv_freq, yarn_factor_log10, "natural log"),
+    (checks.check_yarn_inv_freq, yarn_factor_tensor, "must be a Python number"),
+    (checks.check_yarn_inv_freq, yarn_every_dim, "one frequency per pair"),
+    (checks.check_yarn_inv_freq, yarn_theta_only, "must return (theta_new, attention_factor)"),
 ]
 
-CHECKERS = (checks.check_alibi_slopes, checks.check_alibi_bias, checks.check_interpolated_positions, checks.check_ntk_base)
+CHECKERS = (checks.check_alibi_slopes, checks.check_alibi_bias, checks.check_interpolated_positions,
+            checks.check_yarn_inv_freq)
 
 
 @pytest.mark.parametrize("checker, answer", RIGHT, ids=[f"{c.__name__}-{a.__name__}" for c, a in RIGHT])

@@ -1,10 +1,12 @@
 """Checkers of chapter 04 (ALiBi and context extension): ALiBi slopes and bias, interpolated positions,
-the NTK-aware RoPE base.
+YaRN's frequencies.
 
 Each one tries several inputs chosen so that the usual mistakes give a different result from the
 right answer, and names the mistake when the answer equals what that mistake gives.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -94,20 +96,58 @@ def check_interpolated_positions(interpolated_positions) -> bool:
     return run_check("Exercise: interpolated positions", test, interpolated_positions)
 
 
-def check_ntk_base(ntk_base) -> bool:
-    """ntk_base(base, factor, head_dim) -> base' = base * factor^(d / (d - 2)), a Python number."""
+def _yarn_reference(d: int, base: float, s: float, L: int, beta_fast: float, beta_slow: float, rounded=False,
+                    in_turns=False) -> tuple[torch.Tensor, float]:
+    """YaRN's frequencies with the ramp's ends kept fractional (or rounded, as Hugging Face does by
+    default), and its attention factor; ``in_turns``: the ramp linear in the turns, not in the pair index."""
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    turns = L * theta / (2 * math.pi)
+    pair = lambda t: d * math.log(L / (2 * math.pi * t)) / (2 * math.log(base))     # L theta_i / 2 pi = t
+    lo, hi = pair(beta_fast), pair(beta_slow)
+    if rounded:
+        lo, hi = math.floor(lo), math.ceil(hi)
+    i = torch.arange(d // 2, dtype=torch.float64)
+    ramp = ((beta_fast - turns) / (beta_fast - beta_slow) if in_turns else (i - lo) / (hi - lo)).clamp(0, 1)
+    return theta * (1 - ramp) + theta / s * ramp, (0.1 * math.log(s) + 1 if s > 1 else 1.0)
+
+
+def check_yarn_inv_freq(yarn_inv_freq) -> bool:
+    """yarn_inv_freq(head_dim, base, factor, trained_len, beta_fast=32, beta_slow=1) ->
+    (theta' of shape (head_dim / 2,), attention factor as a Python number)."""
     def test(answer):
-        for base, s, d in ((10000.0, 4.0, 64), (10000.0, 1.0, 16), (500000.0, 8.0, 128), (10000.0, 2.5, 8)):
-            got = number_answer(answer(base, s, d), f"ntk_base({base:g}, {s:g}, {d})")
-            want = base * s ** (d / (d - 2))
+        for d, base, s, L in ((16, 10000.0, 4.0, 64), (128, 10000.0, 8.0, 4096), (64, 500000.0, 2.0, 2048),
+                              (32, 10000.0, 16.0, 256)):
+            what = f"yarn_inv_freq({d}, {base:g}, {s:g}, {L})"
+            out = answer(d, base, s, L)
+            assert isinstance(out, (tuple, list)) and len(out) == 2, f"{what} must return (theta_new, attention_factor)"
+            got, factor = tensor_answer(out[0], f"{what}[0]").reshape(-1), number_answer(out[1], f"{what}[1]")
+            want, want_factor = _yarn_reference(d, base, s, L, 32.0, 1.0)
+            expect_shape(got, want.shape, f"{what}[0], one frequency per pair (head_dim / 2)")
+            theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
             cause = likely_cause(got, {
-                "that multiplies the base by the factor itself (or rounds the exponent with //): raise the factor to "
-                "the power d / (d - 2), a fraction": base * s,
-                "the exponent is d / (d - 2), not (d - 2) / d": base * s ** ((d - 2) / d),
-                "the exponent is d / (d - 2), not d / (d + 2)": base * s ** (d / (d + 2)),
-                "that raises the base, not the factor: base' = base * factor^(d / (d - 2))": base ** (d / (d - 2)) * s,
+                "you rounded the ramp's ends to whole pairs (Hugging Face's default): keep i_fast and i_slow "
+                "as fractions here": _yarn_reference(d, base, s, L, 32.0, 1.0, rounded=True)[0],
+                "the ramp runs the wrong way (beta_fast and beta_slow swapped?): gamma = 0 (keep theta_i) for the fast "
+                "pairs, those that turn beta_fast = 32 times or more within L, and 1 (theta_i / s) for the slow ones":
+                    theta + theta / s - want,
+                "that interpolates every pair (PI): only the slow pairs get theta_i / s": theta / s,
+                "that keeps every pair: the slow pairs must be divided by the factor": theta,
+                "the ramp is linear in the pair index i, between i_fast and i_slow, not linear in the turns":
+                    _yarn_reference(d, base, s, L, 32.0, 1.0, in_turns=True)[0],
             }, want, atol=1e-9)
             if cause:
-                raise AssertionError(f"base={base:g}, factor={s:g}, d={d}: {cause}")
-            assert abs(got - want) <= 1e-9 * want, f"base={base:g}, factor={s:g}, d={d}: want {want:.8g}, got {got:.8g}"
-    return run_check("Exercise: NTK-aware base", test, ntk_base)
+                raise AssertionError(f"{what}: {cause}")
+            expect_close(got, want, f"{what}[0], theta'_i", atol=1e-12, rtol=1e-6)
+            factor_cause = likely_cause(factor, {
+                "that is the factor squared, what multiplies the logits: return 0.1 ln s + 1 itself": want_factor ** 2,
+                "use the natural log: 0.1 ln s + 1": 0.1 * math.log10(s) + 1,
+                "the attention factor is 0.1 ln s + 1, not its inverse": 1 / want_factor,
+            }, want_factor, atol=1e-9)
+            if factor_cause:
+                raise AssertionError(f"{what}: {factor_cause}")
+            assert abs(factor - want_factor) <= 1e-9, f"{what}[1]: want 0.1 ln {s:g} + 1 = {want_factor:.6f}, got {factor:.6f}"
+        theta, factor = answer(16, 10000.0, 1.0, 64)           # factor 1: nothing to extend
+        assert torch.allclose(tensor_answer(theta, "theta_new"), _yarn_reference(16, 10000.0, 1.0, 64, 32.0, 1.0)[0]) \
+            and number_answer(factor, "attention_factor") == 1.0, "with factor 1 nothing changes: theta' = theta, factor 1"
+    return run_check("Exercise: YaRN frequencies", test, yarn_inv_freq,
+                     shape_hint="theta has one entry per pair: torch.arange(0, head_dim, 2), head_dim / 2 of them")
