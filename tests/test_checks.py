@@ -17,6 +17,7 @@ TITLES = {
     checks.check_label_probs: "Exercise: verbalizer",
     checks.check_kshot_prompt: "Exercise: k-shot prompt",
     checks.check_lora_forward: "Exercise: LoRA forward",
+    checks.check_lora_layer: "Exercise: the LoRA layer",
     checks.check_merge_weight: "Exercise: merge",
     checks.check_lora_param_count: "Exercise: LoRA parameter count",
     checks.check_adapter_forward: "Exercise: adapter forward",

@@ -5,6 +5,7 @@ independently of the library the checkers compare against."""
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from conftest import bank_sizes_hold
 
@@ -211,6 +212,94 @@ def count_wraps_the_model(model, targets, r):           # right value, but freez
     return count_right(model, targets, r)
 
 
+# ----------------------------------------------------------------------------- the LoRA layer (a class)
+class LayerRight(nn.Module):
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base, self.r, self.scaling = base.requires_grad_(False), r, alpha / r
+        self.A = nn.Parameter(torch.randn(r, base.in_features) / r)
+        self.B = nn.Parameter(torch.zeros(base.out_features, r))
+
+    def forward(self, x):
+        return self.base(x) + self.scaling * (x @ self.A.T) @ self.B.T
+
+
+class LayerEinsum(nn.Module):                 # other names inside, einsum, normal_ in place
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        for p in base.parameters():
+            p.requires_grad = False
+        self.base = base
+        self.scaling = float(alpha) / float(r)
+        self.A = nn.Parameter(torch.empty(r, base.in_features).normal_(0.0, 1.0 / r))
+        self.B = nn.Parameter(base.weight.new_zeros(base.out_features, r))
+
+    def forward(self, x):
+        low = torch.einsum("...i,ri->...r", x, self.A)
+        return self.base(x) + self.scaling * torch.einsum("...r,or->...o", low, self.B)
+
+
+def _layer_variant(**change):
+    """LayerRight with one thing changed: a common mistake."""
+    class Variant(LayerRight):
+        def __init__(self, base, r, alpha):
+            super().__init__(base, r, alpha)
+            if change.get("scaling"):
+                self.scaling = change["scaling"](alpha, r)
+            if change.get("unfrozen"):
+                base.requires_grad_(True)
+            if change.get("B_random"):
+                self.B = nn.Parameter(torch.randn(base.out_features, r) / r)
+            if change.get("A_zero"):
+                self.A = nn.Parameter(torch.zeros(r, base.in_features))
+            if change.get("A_std_one"):
+                self.A = nn.Parameter(torch.randn(r, base.in_features))
+
+        def forward(self, x):
+            if change.get("no_base"):
+                return self.scaling * (x @ self.A.T) @ self.B.T
+            if change.get("swapped"):
+                return self.base(x) + self.scaling * (x @ self.B.T) @ self.A.T
+            return super().forward(x)
+    return Variant
+
+
+LayerFloorDivision = _layer_variant(scaling=lambda alpha, r: alpha // r)
+LayerROverAlpha = _layer_variant(scaling=lambda alpha, r: r / alpha)
+LayerUnfrozen = _layer_variant(unfrozen=True)
+LayerBRandom = _layer_variant(B_random=True)
+LayerAZero = _layer_variant(A_zero=True)
+LayerAStdOne = _layer_variant(A_std_one=True)
+
+
+class LayerPlainTensors(nn.Module):           # A and B as plain tensors: never handed to the optimizer
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base, self.scaling = base.requires_grad_(False), alpha / r
+        self.A = (torch.randn(r, base.in_features) / r).requires_grad_()
+        self.B = torch.zeros(base.out_features, r, requires_grad=True)
+
+    def forward(self, x):
+        return self.base(x) + self.scaling * (x @ self.A.T) @ self.B.T
+
+
+LayerNoBase = _layer_variant(no_base=True)
+LayerSwapped = _layer_variant(swapped=True)
+
+LAYER_RIGHT = [(checks.check_lora_layer, LayerRight), (checks.check_lora_layer, LayerEinsum)]
+LAYER_WRONG = [
+    (checks.check_lora_layer, LayerFloorDivision, "alpha // r"),
+    (checks.check_lora_layer, LayerROverAlpha, "r / alpha"),
+    (checks.check_lora_layer, LayerUnfrozen, "must be frozen"),
+    (checks.check_lora_layer, LayerBRandom, "B starts at zero"),
+    (checks.check_lora_layer, LayerAZero, "A starts random"),
+    (checks.check_lora_layer, LayerAStdOne, "divide randn by r"),
+    (checks.check_lora_layer, LayerPlainTensors, "must be an nn.Parameter"),
+    (checks.check_lora_layer, LayerNoBase, "must return exactly base(x)"),
+    (checks.check_lora_layer, LayerSwapped, "your code raised RuntimeError"),
+]
+
+
 RIGHT = [
     (checks.check_lora_forward, lora_fwd_right), (checks.check_lora_forward, lora_fwd_linear_float64),
     (checks.check_lora_forward, lora_fwd_einsum), (checks.check_lora_forward, lora_fwd_merged_first),
@@ -219,7 +308,7 @@ RIGHT = [
     (checks.check_merge_weight, merge_numpy),
     (checks.check_lora_param_count, count_right), (checks.check_lora_param_count, count_from_weights_numpy),
     (checks.check_lora_param_count, count_by_building),
-]
+] + LAYER_RIGHT
 
 WRONG = [
     (checks.check_lora_forward, lora_fwd_floor_division, "alpha // r"),
@@ -254,9 +343,9 @@ WRONG = [
     (checks.check_lora_param_count, count_tensor, "must be a Python int, got a tensor"),
     (checks.check_lora_param_count, count_float, "must be an int, got float"),
     (checks.check_lora_param_count, count_wraps_the_model, "do not change the model"),
-]
+] + LAYER_WRONG
 
-CHECKERS = (checks.check_lora_forward, checks.check_merge_weight, checks.check_lora_param_count)
+CHECKERS = (checks.check_lora_forward, checks.check_lora_layer, checks.check_merge_weight, checks.check_lora_param_count)
 
 
 @pytest.mark.parametrize("checker, answer", RIGHT, ids=[f"{c.__name__}-{a.__name__}" for c, a in RIGHT])
@@ -278,3 +367,4 @@ def test_every_checker_has_a_bank():
 def test_a_shape_error_gets_a_hint(verdict):
     _, line = verdict(checks.check_lora_forward, lora_fwd_A_B_swapped)
     assert "your code raised RuntimeError" in line and "(x @ A.T) @ B.T needs A of shape (r, d_in)" in line, line
+

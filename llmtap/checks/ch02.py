@@ -1,4 +1,4 @@
-"""Checkers of chapter 02 (LoRA): the LoRA forward pass, merging, the parameter count.
+"""Checkers of chapter 02 (LoRA): the LoRA forward pass, the LoRA layer, merging, the parameter count.
 
 Each one tries several inputs chosen so that the usual mistakes give a different result from the
 right answer (alpha / r = 7/3, 5/2, 3/2, 1/4: alpha // r, r / alpha and 1 all differ from it; a square
@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 
 from ..model import GPT, GPTConfig
-from .common import expect_close, expect_shape, int_answer, likely_cause, run_check, tensor_answer
+from .common import (expect_close, expect_shape, int_answer, likely_cause, number_answer, run_check, student_code,
+                     tensor_answer)
 
 
 def _random(g: torch.Generator, *shape) -> torch.Tensor:
@@ -185,3 +186,54 @@ def check_lora_param_count(lora_param_count) -> bool:
                 raise AssertionError(f"{what} = {got}: {cause}")
             assert got == want, f"{what}: want {want}, got {got}: each wrapped layer adds r (d_in + d_out)"
     return run_check("Exercise: LoRA parameter count", test, lora_param_count)
+
+
+def check_lora_layer(lora_layer) -> bool:
+    """lora_layer(base: nn.Linear, r, alpha) -> an nn.Module with .base (frozen), .A (r, d_in) ~ N(0, 1/r²),
+    .B (d_out, r) = 0, .scaling = alpha / r, whose forward is base(x) + scaling (x Aᵀ) Bᵀ."""
+    def test(answer):
+        for d_in, d_out, r, alpha, bias in ((6, 6, 3, 7, True), (12, 10, 4, 6.0, False), (7, 9, 2, 5, True)):
+            what = f"your layer on nn.Linear({d_in}, {d_out}, bias={bias}) with r={r}, alpha={alpha}"
+            g = torch.Generator().manual_seed(d_in)
+            base = nn.Linear(d_in, d_out, bias=bias)
+            with torch.no_grad():
+                for p in base.parameters():
+                    p.copy_(_random(g, *p.shape))
+            layer = answer(base, r, alpha)
+            assert isinstance(layer, nn.Module), f"{what}: the class must be an nn.Module, got {type(layer).__name__}"
+            for name, shape in (("A", (r, d_in)), ("B", (d_out, r))):
+                p = getattr(layer, name, None)
+                assert isinstance(p, nn.Parameter), f"{what}: self.{name} must be an nn.Parameter (so it is trained)"
+                expect_shape(p, shape, f"{what}: self.{name}")
+            assert getattr(layer, "base", None) is base, f"{what}: keep the wrapped layer as self.base"
+            trainable = {id(p) for p in layer.parameters() if p.requires_grad}
+            assert not any(p.requires_grad for p in base.parameters()), \
+                f"{what}: the base layer must be frozen (base.requires_grad_(False)): LoRA trains A and B only"
+            assert trainable == {id(layer.A), id(layer.B)}, f"{what}: A and B must be the only trainable parameters"
+            scaling = getattr(layer, "scaling", None)
+            cause = likely_cause(number_answer(scaling, f"{what}: self.scaling"),
+                                 {f"you scaled by alpha // r = {alpha // r:g}: use alpha / r": alpha // r,
+                                  "you scaled by r / alpha: use alpha / r": r / alpha}, alpha / r)
+            assert cause is None, f"{what}: {cause}"
+            assert abs(scaling - alpha / r) < 1e-9, f"{what}: self.scaling must be alpha / r = {alpha / r:.4g}, got {scaling}"
+            assert torch.count_nonzero(layer.B) == 0, f"{what}: B starts at zero, so that the wrapped model equals the base"
+            assert torch.count_nonzero(layer.A) == layer.A.numel(), \
+                f"{what}: A starts random (Gaussian): with A = 0 the gradient of B is zero and nothing trains"
+            x = _random(g, 2, 5, d_in)
+            forward = student_code(layer, "A is (r, d_in) and B is (d_out, r): (x @ A.T) @ B.T maps d_in to r to d_out")
+            with torch.no_grad():
+                assert torch.equal(forward(x), base(x)), f"{what}: with B = 0 the layer must return exactly base(x)"
+                layer.B.copy_(_random(g, d_out, r))            # as after some training
+                got = tensor_answer(forward(x), f"{what}: the output")
+            want = base(x) + (alpha / r) * (x @ layer.A.T) @ layer.B.T
+            mistakes = {"the update is scaled by alpha / r": base(x) + (x @ layer.A.T) @ layer.B.T,
+                        "the output is base(x) + scaling (x Aᵀ) Bᵀ: keep the base layer's output": (alpha / r) * (x @ layer.A.T) @ layer.B.T}
+            cause = likely_cause(got, mistakes, want.detach(), atol=1e-5)
+            assert cause is None, f"{what}: {cause}"
+            expect_close(got, want.detach(), f"{what}: base(x) + scaling (x Aᵀ) Bᵀ", atol=1e-5, rtol=1e-4)
+        torch.manual_seed(0)            # A's spread, on a layer big enough to measure it: N(0, 1/r^2)
+        A = answer(nn.Linear(512, 8), 4, 8).A.detach()
+        assert 0.8 < A.std().item() * 4 < 1.2 and abs(A.mean().item()) < 0.05, \
+            f"A ~ N(0, 1/r²): with r = 4 its standard deviation is 0.25, got {A.std().item():.3f} (divide randn by r)"
+    return run_check("Exercise: the LoRA layer", test, lora_layer,
+                     shape_hint="A is (r, d_in) and B is (d_out, r): (x @ A.T) @ B.T maps d_in to r to d_out")
