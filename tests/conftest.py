@@ -72,10 +72,3 @@ def verdict(capsys):
         return passed, lines[0]
     return run
 
-
-def bank_sizes_hold(chapter_checkers, right, wrong, min_wrong=5, min_right=2):
-    """Every checker of a chapter has at least min_wrong wrong answers and min_right right ones in its bank."""
-    for checker in chapter_checkers:
-        n_wrong = sum(1 for c, *_ in wrong if c is checker)
-        n_right = sum(1 for c, *_ in right if c is checker)
-        assert n_wrong >= min_wrong and n_right >= min_right, (checker.__name__, n_wrong, n_right)

@@ -1,7 +1,8 @@
 """The checkers of the graded exercises (llmtap.checks), what they share: each prints one line under
 its title, says "not solved yet" for the exercise stub, tells the student's crash from its own, and
-every checker has a mutation bank in tests/test_checks_chNN.py (wrong answers it must reject with
-the reason, right answers written differently that it must accept)."""
+every checker has a mutation bank in tests/test_checks_chNN.py (RIGHT: answers written differently
+from the solution that it must accept; WRONG: the usual mistakes, each of which it must reject with
+a phrase that names the reason), run here."""
 import importlib
 
 import pytest
@@ -34,14 +35,38 @@ TITLES = {
 BANKS = [f"test_checks_ch{n:02d}" for n in range(6)]
 
 
+BANK = {bank: importlib.import_module(bank) for bank in BANKS}
+RIGHT = [(bank, c, a) for bank, m in BANK.items() for c, a in m.RIGHT]
+WRONG = [(bank, c, a, phrase) for bank, m in BANK.items() for c, a, phrase in m.WRONG]
+
+
 def stub(*args, **kwargs):
     raise NotImplementedError("exercise not solved yet")
 
 
 def test_every_exported_checker_has_a_title_and_one_bank():
     assert set(TITLES) == {getattr(checks, name) for name in checks.__all__ if name.startswith("check_")}
-    banked = [c for bank in BANKS for c in importlib.import_module(bank).CHECKERS]
+    banked = [c for m in BANK.values() for c in m.CHECKERS]
     assert sorted(c.__name__ for c in banked) == sorted(c.__name__ for c in TITLES)
+
+
+@pytest.mark.parametrize("checker", list(TITLES), ids=[c.__name__ for c in TITLES])
+def test_every_checker_has_a_bank(checker):
+    """At least 5 wrong answers (the usual mistakes) and 2 right ones written differently from the solution."""
+    assert sum(c is checker for _, c, *_ in WRONG) >= 5 and sum(c is checker for _, c, _ in RIGHT) >= 2
+
+
+@pytest.mark.parametrize("bank, checker, answer", RIGHT, ids=[f"{b[-4:]}-{a.__name__}" for b, c, a in RIGHT])
+def test_right_answers_are_accepted(verdict, bank, checker, answer):
+    passed, line = verdict(checker, answer)
+    assert passed and line == f"{TITLES[checker]}: correct ✓", line
+
+
+@pytest.mark.parametrize("bank, checker, answer, phrase", WRONG, ids=[f"{b[-4:]}-{a.__name__}" for b, c, a, _ in WRONG])
+def test_wrong_answers_are_rejected_with_the_reason(verdict, bank, checker, answer, phrase):
+    passed, line = verdict(checker, answer)
+    assert not passed and line.startswith(f"{TITLES[checker]}: "), line
+    assert ("not right yet" in line or "your code raised" in line) and phrase in line, line
 
 
 @pytest.mark.parametrize("checker", list(TITLES), ids=[c.__name__ for c in TITLES])

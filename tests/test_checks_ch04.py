@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import bank_sizes_hold
 
 from llmtap import checks
 
@@ -290,21 +289,6 @@ WRONG = [
 CHECKERS = (checks.check_alibi_slopes, checks.check_alibi_bias, checks.check_interpolated_positions,
             checks.check_yarn_inv_freq)
 
-
-@pytest.mark.parametrize("checker, answer", RIGHT, ids=[f"{c.__name__}-{a.__name__}" for c, a in RIGHT])
-def test_right_answers_are_accepted(verdict, checker, answer):
-    passed, line = verdict(checker, answer)
-    assert passed and line.endswith("correct ✓"), line
-
-
-@pytest.mark.parametrize("checker, answer, phrase", WRONG, ids=[f"{c.__name__}-{a.__name__}" for c, a, _ in WRONG])
-def test_wrong_answers_are_rejected_with_the_reason(verdict, checker, answer, phrase):
-    passed, line = verdict(checker, answer)
-    assert not passed and ("not right yet" in line or "your code raised" in line) and phrase in line, line
-
-
-def test_every_checker_has_a_bank():
-    bank_sizes_hold(CHECKERS, RIGHT, WRONG)
 
 
 def test_a_shape_error_gets_a_hint(verdict):
