@@ -144,7 +144,7 @@ _FILTER_CASES = [
      "'imagine' is not the keyword 'image': " + _WHOLE_WORDS),
     ("根据这张图片写一段说明。", _POOL, False, "'图片' is a blacklisted keyword: " + _CHINESE_KEYWORD),
     ("把这个视频的内容总结一下。", _POOL, False, "'视频' is a blacklisted keyword: " + _CHINESE_KEYWORD),
-    ("画一只猫，再给它起个名字。", _POOL, False, "'画' is a blacklisted keyword: reject it"),
+    ("画一只猫，给它起个名字。", _POOL, False, "'画' is a blacklisted keyword: reject it"),
     ("Explain how tides work in the ocean.", [], True, "an empty pool has nothing to be similar to: keep it"),
     ("Describe the image below in one sentence.", [], False,
      "'image' is a blacklisted keyword: the keyword rule holds whatever the pool, even an empty one"),
