@@ -166,13 +166,14 @@ def _pair(d, base, L, t):                      # the pair index that turns t tim
 
 def yarn_right(d, base, s, L, beta_fast=32.0, beta_slow=1.0):
     theta = _theta(d, base)
-    lo, hi = _pair(d, base, L, beta_fast), _pair(d, base, L, beta_slow)
+    lo, hi = max(_pair(d, base, L, beta_fast), 0), _pair(d, base, L, beta_slow)
     gamma = ((torch.arange(d // 2) - lo) / (hi - lo)).clamp(0, 1)
     return theta * (1 - gamma) + theta / s * gamma, 0.1 * math.log(s) + 1 if s > 1 else 1.0
 
 
 def yarn_loop_numpy(d, base, s, L, beta_fast=32.0, beta_slow=1.0):      # a loop, numpy, float32
     lo, hi = _pair(d, base, L, beta_fast), _pair(d, base, L, beta_slow)
+    lo = lo if lo > 0 else 0.0
     out = []
     for i in range(d // 2):
         theta = base ** (-2 * i / d)
@@ -186,13 +187,14 @@ def yarn_by_wavelength(d, base, s, L, beta_fast=32.0, beta_slow=1.0):   # in wav
     # a pair turns L / lambda times within L: it turns beta times where lambda = L / beta, i.e. at index
     # i = (d / 2) log_base(L / (2 pi beta))
     index = lambda beta: (d / 2) * math.log(L / (2 * math.pi * beta), base)
-    gamma = torch.clamp((torch.arange(d // 2) - index(beta_fast)) / (index(beta_slow) - index(beta_fast)), 0.0, 1.0)
+    start = max(index(beta_fast), 0.0)
+    gamma = torch.clamp((torch.arange(d // 2) - start) / (index(beta_slow) - start), 0.0, 1.0)
     return (2 * math.pi / wavelength) * ((1 - gamma) + gamma / s), (1.0 + math.log(s) / 10 if s > 1 else 1.0)
 
 
 def yarn_rounded(d, base, s, L, beta_fast=32.0, beta_slow=1.0):        # Hugging Face's default rounding
     theta = _theta(d, base)
-    lo, hi = math.floor(_pair(d, base, L, beta_fast)), math.ceil(_pair(d, base, L, beta_slow))
+    lo, hi = max(math.floor(_pair(d, base, L, beta_fast)), 0), math.ceil(_pair(d, base, L, beta_slow))
     gamma = ((torch.arange(d // 2) - lo) / (hi - lo)).clamp(0, 1)
     return theta * (1 - gamma) + theta / s * gamma, 0.1 * math.log(s) + 1 if s > 1 else 1.0
 
@@ -214,7 +216,17 @@ def yarn_in_turns(d, base, s, L, beta_fast=32.0, beta_slow=1.0):       # the ram
 
 
 def yarn_betas_swapped(d, base, s, L, beta_fast=32.0, beta_slow=1.0):
-    return yarn_right(d, base, s, L, beta_slow, beta_fast)
+    theta = _theta(d, base)
+    lo, hi = _pair(d, base, L, beta_slow), _pair(d, base, L, beta_fast)
+    gamma = ((torch.arange(d // 2) - lo) / (hi - lo)).clamp(0, 1)
+    return theta * (1 - gamma) + theta / s * gamma, yarn_right(d, base, s, L)[1]
+
+
+def yarn_unclamped(d, base, s, L, beta_fast=32.0, beta_slow=1.0):      # a ramp that starts below pair 0
+    theta = _theta(d, base)
+    lo, hi = _pair(d, base, L, beta_fast), _pair(d, base, L, beta_slow)
+    gamma = ((torch.arange(d // 2) - lo) / (hi - lo)).clamp(0, 1)
+    return theta * (1 - gamma) + theta / s * gamma, yarn_right(d, base, s, L)[1]
 
 
 def yarn_factor_squared(d, base, s, L, beta_fast=32.0, beta_slow=1.0):
@@ -279,6 +291,7 @@ WRONG = [
     (checks.check_yarn_inv_freq, yarn_all_interpolated, "interpolates every pair"),
     (checks.check_yarn_inv_freq, yarn_in_turns, "linear in the pair index"),
     (checks.check_yarn_inv_freq, yarn_betas_swapped, "swapped"),
+    (checks.check_yarn_inv_freq, yarn_unclamped, "the ramp starts at pair 0"),
     (checks.check_yarn_inv_freq, yarn_factor_squared, "the factor squared"),
     (checks.check_yarn_inv_freq, yarn_factor_log10, "natural log"),
     (checks.check_yarn_inv_freq, yarn_factor_tensor, "must be a Python number"),

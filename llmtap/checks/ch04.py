@@ -97,15 +97,18 @@ def check_interpolated_positions(interpolated_positions) -> bool:
 
 
 def _yarn_reference(d: int, base: float, s: float, L: int, beta_fast: float, beta_slow: float, rounded=False,
-                    in_turns=False) -> tuple[torch.Tensor, float]:
+                    in_turns=False, unclamped=False) -> tuple[torch.Tensor, float]:
     """YaRN's frequencies with the ramp's ends kept fractional (or rounded, as Hugging Face does by
-    default), and its attention factor; ``in_turns``: the ramp linear in the turns, not in the pair index."""
+    default), and its attention factor; ``in_turns``: the ramp linear in the turns, not in the pair
+    index; ``unclamped``: a ramp that may start below pair 0."""
     theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
     turns = L * theta / (2 * math.pi)
     pair = lambda t: d * math.log(L / (2 * math.pi * t)) / (2 * math.log(base))     # L theta_i / 2 pi = t
     lo, hi = pair(beta_fast), pair(beta_slow)
     if rounded:
         lo, hi = math.floor(lo), math.ceil(hi)
+    if not unclamped:
+        lo = max(lo, 0)                          # the ramp starts at pair 0 at the earliest
     i = torch.arange(d // 2, dtype=torch.float64)
     ramp = ((beta_fast - turns) / (beta_fast - beta_slow) if in_turns else (i - lo) / (hi - lo)).clamp(0, 1)
     return theta * (1 - ramp) + theta / s * ramp, (0.1 * math.log(s) + 1 if s > 1 else 1.0)
@@ -127,13 +130,17 @@ def check_yarn_inv_freq(yarn_inv_freq) -> bool:
             cause = likely_cause(got, {
                 "you rounded the ramp's ends to whole pairs (Hugging Face's default): keep i_fast and i_slow "
                 "as fractions here": _yarn_reference(d, base, s, L, 32.0, 1.0, rounded=True)[0],
-                "the ramp runs the wrong way (beta_fast and beta_slow swapped?): gamma = 0 (keep theta_i) for the fast "
-                "pairs, those that turn beta_fast = 32 times or more within L, and 1 (theta_i / s) for the slow ones":
+                "the ramp runs the wrong way: gamma = 0 (keep theta_i) for the fast pairs, those that turn "
+                "beta_fast = 32 times or more within L, and 1 (theta_i / s) for the slow ones":
                     theta + theta / s - want,
                 "that interpolates every pair (PI): only the slow pairs get theta_i / s": theta / s,
                 "that keeps every pair: the slow pairs must be divided by the factor": theta,
                 "the ramp is linear in the pair index i, between i_fast and i_slow, not linear in the turns":
                     _yarn_reference(d, base, s, L, 32.0, 1.0, in_turns=True)[0],
+                "beta_fast and beta_slow are swapped: i_fast = i(beta_fast) with beta_fast = 32, the pair that turns 32 times":
+                    _yarn_reference(d, base, s, L, 1.0, 32.0, unclamped=True)[0],
+                "i_fast below 0 means no pair turns beta_fast times: the ramp starts at pair 0, i_fast = max(i(beta_fast), 0)":
+                    _yarn_reference(d, base, s, L, 32.0, 1.0, unclamped=True)[0],
             }, want, atol=1e-9)
             if cause:
                 raise AssertionError(f"{what}: {cause}")
