@@ -22,6 +22,7 @@ TITLES = {
     checks.check_merge_weight: "Exercise: merge",
     checks.check_lora_param_count: "Exercise: LoRA parameter count",
     checks.check_adapter_forward: "Exercise: adapter forward",
+    checks.check_adapter_block: "Exercise: the adapter block",
     checks.check_prefix_attention: "Exercise: attention with a prefix",
     checks.check_soft_prompt_from_text: "Exercise: soft prompt from text",
     checks.check_alibi_slopes: "Exercise: ALiBi slopes",

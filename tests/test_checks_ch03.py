@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from llmtap import checks
@@ -264,6 +265,83 @@ def soft_prompt_rejects_everything(weight, tokenizer, text):  # asks for the who
     return weight.detach()[tokenizer.encode(text)].clone()
 
 
+# ----------------------------------------------------------------------------- the adapter block (a class)
+class BlockRight(nn.Module):
+    def __init__(self, d, m):
+        super().__init__()
+        self.down, self.up = nn.Linear(d, m), nn.Linear(m, d)
+        nn.init.normal_(self.down.weight, std=0.02)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, h):
+        return h + self.up(F.gelu(self.down(h)))
+
+
+class BlockByHand(nn.Module):                 # the init done by hand, the forward with F.linear
+    def __init__(self, d, m):
+        super().__init__()
+        self.down = nn.Linear(d, m)
+        self.up = nn.Linear(m, d)
+        with torch.no_grad():
+            self.down.weight.copy_(torch.randn(m, d) * 0.02)
+            self.down.bias.zero_()
+            self.up.weight.zero_()
+            self.up.bias.zero_()
+
+    def forward(self, h):
+        z = F.linear(h, self.down.weight, self.down.bias)
+        return h + F.linear(0.5 * z * (1 + torch.erf(z / math.sqrt(2))), self.up.weight, self.up.bias)
+
+
+def _block_variant(**change):
+    class Variant(BlockRight):
+        def __init__(self, d, m):
+            super().__init__(d, m)
+            if change.get("up_random"):
+                nn.init.normal_(self.up.weight, std=0.02)
+            if change.get("default_init"):
+                self.down, self.up = nn.Linear(d, m), nn.Linear(m, d)
+                nn.init.zeros_(self.up.weight)
+                nn.init.zeros_(self.up.bias)
+            if change.get("no_bias"):
+                self.down = nn.Linear(d, m, bias=False)
+                nn.init.normal_(self.down.weight, std=0.02)
+            if change.get("frozen"):
+                self.requires_grad_(False)
+
+        def forward(self, h):
+            if change.get("no_residual"):
+                return self.up(F.gelu(self.down(h)))
+            if change.get("relu"):
+                return h + self.up(F.relu(self.down(h)))
+            if change.get("no_activation"):
+                return h + self.up(self.down(h))
+            return super().forward(h)
+    return Variant
+
+
+BlockUpRandom = _block_variant(up_random=True)
+BlockDefaultInit = _block_variant(default_init=True)
+BlockNoBias = _block_variant(no_bias=True)
+BlockFrozen = _block_variant(frozen=True)
+BlockNoResidual = _block_variant(no_residual=True)
+BlockRelu = _block_variant(relu=True)
+BlockNoActivation = _block_variant(no_activation=True)
+
+BLOCK_RIGHT = [(checks.check_adapter_block, BlockRight), (checks.check_adapter_block, BlockByHand)]
+BLOCK_WRONG = [
+    (checks.check_adapter_block, BlockUpRandom, "start at zero"),
+    (checks.check_adapter_block, BlockDefaultInit, "b_down starts at zero"),
+    (checks.check_adapter_block, BlockNoBias, "needs its bias"),
+    (checks.check_adapter_block, BlockFrozen, "are trained"),
+    (checks.check_adapter_block, BlockNoResidual, "must return h exactly"),
+    (checks.check_adapter_block, BlockRelu, "not ReLU"),
+    (checks.check_adapter_block, BlockNoActivation, "GELU comes between"),
+]
+
+
 RIGHT = [
     (checks.check_adapter_forward, adapter_right), (checks.check_adapter_forward, adapter_linear_float64),
     (checks.check_adapter_forward, adapter_erf_by_hand), (checks.check_adapter_forward, adapter_modules),
@@ -274,7 +352,7 @@ RIGHT = [
     (checks.check_soft_prompt_from_text, soft_prompt_right), (checks.check_soft_prompt_from_text, soft_prompt_by_hand),
     (checks.check_soft_prompt_from_text, soft_prompt_parameter_float64),
     (checks.check_soft_prompt_from_text, soft_prompt_embedding_grad),
-]
+] + BLOCK_RIGHT
 
 WRONG = [
     (checks.check_adapter_forward, adapter_no_residual, "add h back (the residual)"),
@@ -312,9 +390,10 @@ WRONG = [
     (checks.check_soft_prompt_from_text, soft_prompt_key_error, "raise ValueError naming the unknown ones"),
     (checks.check_soft_prompt_from_text, soft_prompt_silent_error, "must name the unknown character"),
     (checks.check_soft_prompt_from_text, soft_prompt_rejects_everything, "has only characters the tokenizer knows"),
-]
+] + BLOCK_WRONG
 
-CHECKERS = (checks.check_adapter_forward, checks.check_prefix_attention, checks.check_soft_prompt_from_text)
+CHECKERS = (checks.check_adapter_forward, checks.check_adapter_block, checks.check_prefix_attention,
+            checks.check_soft_prompt_from_text)
 
 
 

@@ -11,10 +11,11 @@ import math
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..tokenizer import Tokenizer
-from .common import StudentCodeError, expect_close, expect_shape, likely_cause, run_check, tensor_answer
+from .common import StudentCodeError, expect_close, expect_shape, likely_cause, run_check, student_code, tensor_answer
 
 
 def _unchanged(before: dict, after: dict, what: str) -> None:
@@ -201,3 +202,46 @@ def check_soft_prompt_from_text(soft_prompt_from_text) -> bool:
                 raise AssertionError(f"{what}: {unknown!r} has no token, so your code must raise ValueError naming it, "
                                      f"not fall back to its bytes")
     return run_check("Exercise: soft prompt from text", test, soft_prompt_from_text)
+
+
+def check_adapter_block(adapter_block) -> bool:
+    """adapter_block(d_model, bottleneck) -> an nn.Module with .down = nn.Linear(d, m) (weights
+    N(0, 0.02²), bias 0) and .up = nn.Linear(m, d) (all zeros), forward h + up(gelu(down(h)))."""
+    def test(answer):
+        for d, m in ((12, 3), (8, 1), (128, 16)):
+            what = f"your adapter block ({d}, {m})"
+            torch.manual_seed(d)
+            block = answer(d, m)
+            assert isinstance(block, nn.Module), f"{what}: the class must be an nn.Module, got {type(block).__name__}"
+            for name, (d_in, d_out) in (("down", (d, m)), ("up", (m, d))):
+                layer = getattr(block, name, None)
+                assert isinstance(layer, nn.Linear) and (layer.in_features, layer.out_features) == (d_in, d_out), \
+                    f"{what}: self.{name} must be nn.Linear({d_in}, {d_out}), got {layer!r}"
+                assert layer.bias is not None, f"{what}: self.{name} needs its bias (b_{name})"
+            assert all(p.requires_grad for p in block.parameters()), f"{what}: the adapter's own parameters are trained"
+            assert torch.count_nonzero(block.up.weight) == 0 and torch.count_nonzero(block.up.bias) == 0, \
+                f"{what}: W_up and b_up start at zero, so that the adapter starts as the identity"
+            assert torch.count_nonzero(block.down.bias) == 0, f"{what}: b_down starts at zero"
+            g = torch.Generator().manual_seed(m)
+            h = torch.randn(2, 5, d, generator=g)
+            forward = student_code(block, "h is (..., d): down maps d to m, up maps m back to d")
+            with torch.no_grad():
+                assert torch.equal(forward(h), h), f"{what}: with W_up = 0 and b_up = 0 the block must return h exactly"
+                for p in block.parameters():                  # as after some training
+                    p.copy_(torch.randn(p.shape, generator=g))
+                got = tensor_answer(forward(h), f"{what}: the output")
+                W_down, b_down, W_up, b_up = block.down.weight, block.down.bias, block.up.weight, block.up.bias
+                want = h + F.gelu(h @ W_down.T + b_down) @ W_up.T + b_up
+                cause = likely_cause(got, {
+                    "keep the residual: the block returns h + up(gelu(down(h)))": want - h,
+                    "GELU comes between the two projections, on down(h)": h + (h @ W_down.T + b_down) @ W_up.T + b_up,
+                    "use the exact GELU, F.gelu (not ReLU)": h + F.relu(h @ W_down.T + b_down) @ W_up.T + b_up,
+                }, want, atol=1e-5)
+            assert cause is None, f"{what}: {cause}"
+            expect_close(got, want, f"{what}: h + up(gelu(down(h)))", atol=1e-5, rtol=1e-4)
+        torch.manual_seed(0)        # W_down's spread, on a block big enough to measure it
+        W = answer(512, 64).down.weight.detach()
+        assert 0.015 < W.std().item() < 0.025, \
+            f"W_down ~ N(0, 0.02²): its standard deviation should be 0.02, got {W.std().item():.4f} (nn.init.normal_(w, std=0.02))"
+    return run_check("Exercise: the adapter block", test, adapter_block,
+                     shape_hint="h is (..., d): self.down = nn.Linear(d, m) and self.up = nn.Linear(m, d)")
