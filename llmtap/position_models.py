@@ -14,6 +14,7 @@ the same short fine-tune at 4 L (``rope_pi4``: position interpolation; ``rope_nt
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import random
@@ -285,12 +286,8 @@ def measure_shipped(device="cpu") -> dict:
 
 def _save_position_model(model: GPT, tokenizer: Tokenizer, path: Path, extra: dict) -> dict:
     report = position_report(model, tokenizer)
-    inv_freq = getattr(getattr(model, "rotary", None), "inv_freq", None)
-    kept = None if inv_freq is None else inv_freq.clone()
-    save_checkpoint(model.half(), path, tokenizer, extra={**extra, **report})     # fp16 on disk: half the size
-    model.float()
-    if kept is not None:                  # .half() rounded the RoPE frequencies too: put the fp32 ones back
-        model.rotary.inv_freq.copy_(kept)
+    # fp16 on disk, half the size; a copy is halved, so the model keeps its fp32 RoPE frequencies
+    save_checkpoint(copy.deepcopy(model).half(), path, tokenizer, extra={**extra, **report})
     return report
 
 

@@ -25,6 +25,18 @@ def _unchanged(before: dict, after: dict, what: str) -> None:
         assert torch.equal(t, before[name]), f"{what}: do not change {name} in place: the caller still needs the original"
 
 
+def _scale_mistakes(start, update, alpha, r) -> dict:
+    """The usual ways to get the scale alpha / r wrong, as {cause: result} for ``start + scale * update``
+    (start is the base output x W0ᵀ in the forward pass, W0 in the merge)."""
+    return {
+        f"you scaled by alpha // r, which rounds down ({alpha} // {r} = {alpha // r}): use alpha / r":
+            start + (alpha // r) * update,
+        "you scaled by r / alpha: the scale is alpha / r": start + (r / alpha) * update,
+        "the update is not scaled: multiply it by alpha / r": start + update,
+        "you scaled by alpha alone: divide it by r, alpha / r": start + alpha * update,
+    }
+
+
 # (shape of x, d_out, r, alpha): on the first, alpha // r = 2 is neither alpha / r nor 1, and the layer is
 # square, so that a missing transpose gives a wrong value (named below) instead of a shape error; alpha
 # comes as an int and as a float
@@ -50,11 +62,7 @@ def check_lora_forward(lora_forward) -> bool:
             base, update, s = x @ W0.T, (x @ A.T) @ B.T, alpha / r
             want = base + s * update
             mistakes = {
-                f"you scaled by alpha // r, which rounds down ({alpha} // {r} = {alpha // r}): use alpha / r":
-                    base + (alpha // r) * update,
-                "you scaled by r / alpha: the scale is alpha / r": base + (r / alpha) * update,
-                "the update is not scaled: multiply (x Aᵀ) Bᵀ by alpha / r": base + update,
-                "you scaled by alpha alone: divide it by r, alpha / r": base + alpha * update,
+                **_scale_mistakes(base, update, alpha, r),
                 "alpha / r scales only the update (x Aᵀ) Bᵀ, not x W0ᵀ": s * (base + update),
                 "the base output is missing: with B = 0 the result must be exactly W0 x, so add x W0ᵀ": s * update,
             }
@@ -100,11 +108,7 @@ def check_merge_weight(merge_weight) -> bool:
             s, BA = alpha / r, B @ A
             want = W0 + s * BA
             mistakes = {
-                f"you scaled by alpha // r, which rounds down ({alpha} // {r} = {alpha // r}): use alpha / r":
-                    W0 + (alpha // r) * BA,
-                "you scaled by r / alpha: the scale is alpha / r": W0 + (r / alpha) * BA,
-                "the update is not scaled: the merged weight is W0 + (alpha / r) B A": W0 + BA,
-                "you scaled by alpha alone: divide it by r, alpha / r": W0 + alpha * BA,
+                **_scale_mistakes(W0, BA, alpha, r),
                 "alpha / r scales only the update B A, not W0": s * (W0 + BA),
                 "W0 is missing: the merged weight is W0 + (alpha / r) B A, not the update alone": s * BA,
                 "that is W0 unchanged: add the update (alpha / r) B A": W0,
