@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from .icl import ICL_TEMPLATE, ICLTask
 from .prompting import Template
 from .world import (ACTIONS, ANSWERS, CATEGORIES, CATEGORY_NAMES, EVENTS, EXTRA_CHARACTERS, FACT_PHRASES, FILLER, INSTRUCTIONS,
+                    INSTRUCTION_PHRASINGS,
                     LABEL_NAMES_ZH, LABEL_WORDS, LABELS, LANGS, LIST_SEPARATOR, OBJECTS, PASSKEY_NEEDLE, PASSKEY_QUESTION, PLACES,
                     TAUGHT_TEMPLATES, SUM_PHRASES, TIMES, TRANSLATION_PHRASES)
 
@@ -298,35 +299,53 @@ def repeat_document(rng: random.Random, lang: str) -> str:
 INSTRUCTION_TASKS = tuple(INSTRUCTIONS)
 
 
-def instruction_example(rng: random.Random, lang: str | None = None, task: str | None = None) -> dict:
-    """One {"instruction", "input", "output"} record from a handful of simple tasks."""
+PHRASINGS = ("train", "held out")
+
+
+def instruction_example(rng: random.Random, lang: str | None = None, task: str | None = None,
+                        phrasing: int | str = 0) -> dict:
+    """One {"instruction", "input", "output"} record from a handful of simple tasks.
+
+    ``phrasing`` picks the instruction's wording from ``INSTRUCTION_PHRASINGS``: an index (0, the
+    default, is ``INSTRUCTIONS``' own), "train" (a random one of all but the last) or "held out"
+    (the last, which SFT never trains on)."""
     lang = lang or rng.choice(LANGS)
     _check_lang(lang)
     task = task or rng.choice(INSTRUCTION_TASKS)
     if task not in INSTRUCTION_TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {INSTRUCTION_TASKS}")
+    wordings = INSTRUCTION_PHRASINGS[task][lang]
+    if phrasing not in PHRASINGS and not (isinstance(phrasing, int) and not isinstance(phrasing, bool)
+                                          and 0 <= phrasing < len(wordings)):
+        raise ValueError(f"phrasing must be one of {PHRASINGS} or an index 0..{len(wordings) - 1}, got {phrasing!r}")
     zh = lang == "zh"
     side = 0 if zh else 1                               # the Chinese or the English word of a pair
-    instruction = INSTRUCTIONS[task][side]
+    fill = {}                                           # the {n}, {name}, {a}, {b} of the wording
     if task == "sentiment":
         e = sample_event(rng, lang, "train")
-        return _record(instruction, e.text, LABEL_NAMES_ZH[e.label] if zh else e.label)
-    c = rng.randrange(len(CATEGORY_NAMES)) if task != "add" else None
-    if task == "category":
-        item = rng.choice(CATEGORIES[CATEGORY_NAMES[c]])
-        return _record(instruction, item[side], CATEGORY_NAMES[c][side])
-    if task == "translate":
-        z, e = rng.choice(CATEGORIES[CATEGORY_NAMES[c]])
-        return _record(instruction, z, e) if zh else _record(instruction, e, z)
-    if task == "list":
-        n = rng.randint(2, 4)
-        items = [it[side] for it in rng.sample(CATEGORIES[CATEGORY_NAMES[c]], n)]
-        return _record(instruction.format(n=n, name=CATEGORY_NAMES[c][side]), "", LIST_SEPARATOR[lang].join(items))
-    if task == "add":
-        a, b = rng.randint(0, 20), rng.randint(0, 20)
-        return _record(instruction.format(a=a, b=b), "", str(a + b))
-    word = rng.choice(CATEGORIES[CATEGORY_NAMES[c]])[side]            # task == "reverse"
-    return _record(instruction, word, word[::-1])
+        x, y = e.text, LABEL_NAMES_ZH[e.label] if zh else e.label
+    elif task == "add":
+        fill = {"a": rng.randint(0, 20), "b": rng.randint(0, 20)}
+        x, y = "", str(fill["a"] + fill["b"])
+    else:
+        c = rng.randrange(len(CATEGORY_NAMES))
+        if task == "category":
+            item = rng.choice(CATEGORIES[CATEGORY_NAMES[c]])
+            x, y = item[side], CATEGORY_NAMES[c][side]
+        elif task == "translate":
+            z, e = rng.choice(CATEGORIES[CATEGORY_NAMES[c]])
+            x, y = (z, e) if zh else (e, z)
+        elif task == "list":
+            fill = {"n": rng.randint(2, 4), "name": CATEGORY_NAMES[c][side]}
+            items = [it[side] for it in rng.sample(CATEGORIES[CATEGORY_NAMES[c]], fill["n"])]
+            x, y = "", LIST_SEPARATOR[lang].join(items)
+        else:                                           # task == "reverse"
+            x = rng.choice(CATEGORIES[CATEGORY_NAMES[c]])[side]
+            y = x[::-1]
+    # the wording is drawn after the content, so that one content can be said in every phrasing
+    wording = {"train": lambda: rng.choice(wordings[:-1]), "held out": lambda: wordings[-1]}.get(
+        phrasing, lambda: wordings[phrasing])()
+    return _record(wording.format(**fill), x, y)
 
 
 def _record(instruction, input, output):
@@ -386,6 +405,7 @@ def alphabet() -> str:
     parts += LABEL_WORDS + [ICL_TEMPLATE.text, "\n"]
     parts += [s for f in FILLER.values() for s in f] + list(PASSKEY_NEEDLE.values()) + list(PASSKEY_QUESTION.values())
     parts += [p for ps in INSTRUCTIONS.values() for p in ps] + list(LABEL_NAMES_ZH.values())
+    parts += [p for by_lang in INSTRUCTION_PHRASINGS.values() for ps in by_lang.values() for p in ps]
     parts += ["0123456789", EXTRA_CHARACTERS]
     text = re.sub(r"\{\w+\}", "", "".join(parts))                    # drop the {placeholders}
     return "".join(sorted(set(text)))

@@ -11,8 +11,10 @@ One round of the loop (Wang et al., 2022), as LLM-TAP 5.4 describes it:
    class), so that the labels do not all come out the same;
 4. **filtering**: an instruction is kept only if its ROUGE-L against every instruction in the
    pool is < 0.7 (diversity), it has no blacklisted keyword (a language model cannot handle
-   images, files or videos), its length is within bounds and it is not a duplicate; instances
-   whose input equals the output, or whose output is empty, are dropped.
+   images, files or videos), its length is within bounds, it starts with a letter, a digit or a
+   Chinese character (not punctuation or a stray byte) and it is not a duplicate; instances
+   whose input equals the output, or whose output is empty, are dropped, and so are instances
+   that share an input but disagree on the output.
 
 Kept tasks join the pool and can be sampled in later rounds. Every rejection is counted by its
 reason in ``SelfInstruct.counts``.
@@ -36,6 +38,7 @@ import json
 import random
 import re
 import string
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,10 +228,28 @@ def blacklisted_word(instruction: str, blacklist: dict = BLACKLIST) -> str | Non
     return None
 
 
+UNREADABLE = "\ufffd"      # what a decoder writes for bytes that are not valid UTF-8
+
+
+def bad_start(instruction: str) -> tuple:
+    """(reason, detail) when the instruction does not start like a sentence, else (None, ""):
+    "starts with punctuation" ('- List ...', '。列举...'), "starts with a non-text character"
+    (a symbol, a stray byte), "unreadable characters" (a U+FFFD anywhere). Letters, digits and
+    Chinese characters are text: '16加4等于多少？' starts well."""
+    if UNREADABLE in instruction:
+        return "unreadable characters", f"U+FFFD at position {instruction.index(UNREADABLE)}"
+    first = instruction.lstrip()[:1]
+    if not first or first.isalnum():
+        return None, ""
+    kind = "punctuation" if unicodedata.category(first).startswith("P") else "a non-text character"
+    return f"starts with {kind}", repr(first)
+
+
 def check_instruction(instruction: str, index: RougeIndex, cfg: FilterConfig = FilterConfig(),
                       pool_size: int | None = None) -> tuple:
     """(reason, detail): reason is None when the instruction passes every filter, else one of
-    "too short", "too long", "keyword", "duplicate", "similar".
+    "too short", "too long", "keyword", "starts with punctuation", "starts with a non-text
+    character", "unreadable characters", "duplicate", "similar".
 
     In the loop ``index`` holds the pool and, after its first ``pool_size`` texts, the
     instructions that passed earlier in the same round; a too-similar text of the pool is named
@@ -241,6 +262,9 @@ def check_instruction(instruction: str, index: RougeIndex, cfg: FilterConfig = F
     word = blacklisted_word(instruction, cfg.blacklist)
     if word:
         return "keyword", word
+    reason, detail = bad_start(instruction)
+    if reason:
+        return reason, detail
     normal = " ".join(instruction.lower().split())
     if any(" ".join(t.lower().split()) == normal for t in index.texts):
         return "duplicate", "already in the pool"
@@ -265,6 +289,18 @@ def check_instance(x: str, y: str, seen) -> str | None:
     if (x.strip(), y.strip()) in seen:
         return "duplicate instance"
     return None
+
+
+def drop_conflicts(instances) -> tuple[list, list]:
+    """(kept, dropped): every instance whose input also comes with a different output is dropped,
+    all of them, since nothing says which output is right (Self-Instruct's filter of instances
+    with the same input and different outputs). The empty input counts as an input: two different
+    answers to 'What is 14 plus 2?' are a conflict too."""
+    outputs = {}
+    for x, y in instances:
+        outputs.setdefault(x.strip(), set()).add(y.strip())
+    kept = [(x, y) for x, y in instances if len(outputs[x.strip()]) == 1]
+    return kept, [(x, y) for x, y in instances if len(outputs[x.strip()]) > 1]
 
 
 # ----------------------------------------------------------------------------- as the authors ran it
@@ -394,11 +430,13 @@ class SelfInstruct:
 
     def __init__(self, generator, seed_tasks: list[Task] | None = None, cfg: FilterConfig | None = None,
                  seed: int = 0, lang: str | None = None, n_seed: int = 6, n_generated: int = 2,
-                 n_shots: int = 6, max_new_tokens: int = 48, style: str = "course"):
+                 n_shots: int = 6, max_new_tokens: int = 48, style: str = "course", n_instances: int = 2):
         if not callable(generator):
             raise TypeError("generator must be callable as generator(prompt, max_new_tokens, seed) -> str")
         one_of(lang, "lang (None for both languages)", (None, "en", "zh"))
         one_of(style, "style", ("course", "original"))
+        if not isinstance(n_instances, int) or isinstance(n_instances, bool) or n_instances < 1:
+            raise ValueError(f"n_instances must be an int >= 1 (instance prompts per task), got {n_instances!r}")
         seeds = list(seed_tasks) if seed_tasks is not None else load_seed_tasks()
         if style == "original":                      # the authors' prompts and rules are English-only
             if lang == "zh":
@@ -414,6 +452,7 @@ class SelfInstruct:
         self.index = RougeIndex(t.instruction for t in seeds)
         self.rng, self.lang, self.round = random.Random(seed), lang, 0
         self.n_seed, self.n_generated, self.n_shots, self.max_new_tokens = n_seed, n_generated, n_shots, max_new_tokens
+        self.n_instances = n_instances     # course style: one instance prompt each, so that conflicts can show
         self.counts, self.kept, self.rejected = Counter(), [], []   # rejected: (text, stage, reason, detail)
         # a mixed-language run picks each prompt's language among those the seed tasks are in
         self.langs = sorted({t.lang for t in seeds}) if lang is None else [lang]
@@ -506,9 +545,11 @@ class SelfInstruct:
         if self.style == "original":
             text = self._generate(original_instance_prompt(instruction, examples, is_cls), self.max_new_tokens)
             parsed = parse_original_class_instances(text) if is_cls else parse_original_instances(text)
-        else:
-            text = self._generate(instance_prompt(instruction, examples, output_first=is_cls), self.max_new_tokens)
-            parsed = parse_instances(text, output_first=is_cls)
+        else:                                  # n_instances prompts, each with its own sample
+            texts = [self._generate(instance_prompt(instruction, examples, output_first=is_cls), self.max_new_tokens)
+                     for _ in range(self.n_instances)]
+            text = "\n\n".join(texts)
+            parsed = [pair for t in texts for pair in parse_instances(t, output_first=is_cls)]
         instances = []
         counts["instances generated"] += len(parsed)
         for x, y in parsed:
@@ -517,6 +558,9 @@ class SelfInstruct:
                 counts[f"instance rejected: {why}"] += 1
             else:
                 instances.append((x.strip(), y.strip()))
+        instances, conflicting = drop_conflicts(instances)
+        if conflicting:
+            counts["instance rejected: same input, different output"] += len(conflicting)
         why = None if instances else "no instance parsed" if not parsed else "no valid instance"
         return text, instances, why
 
@@ -532,7 +576,8 @@ class SelfInstruct:
         order = ["prompts", "instructions generated"]
         order += sorted(k for k in self.counts if k.startswith("rejected: ") and k[10:] in
                         ("too short", "too long", "keyword", "write a program", "starts with punctuation",
-                         "starts with a non-ASCII character", "duplicate", "similar"))
+                         "starts with a non-ASCII character", "starts with a non-text character",
+                         "unreadable characters", "duplicate", "similar"))
         order += ["instructions passing filters", "classification: yes", "classification: no",
                   "classification: unclear", "instances generated"]
         order += sorted(k for k in self.counts if k.startswith("instance rejected: "))

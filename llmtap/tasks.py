@@ -223,24 +223,39 @@ def energy_shares(delta: torch.Tensor, ks=(1, 4, 16)) -> dict:
 
 # ----------------------------------------------------------------------------- chapter 05: instructions
 def instruction_split(draws: int = 3000, per_task: int = 25, seed: int = 0) -> tuple[list[Record], list[Record]]:
-    """(train, test) records of the corpus instruction tasks: ``draws`` records drawn, the distinct
-    (instruction, input) pairs kept; a fixed fifth of the pairs (by a CRC of their text, so the
-    split does not depend on the draw) is held out, and the test takes ``per_task`` of each task."""
+    """(train, test) records of the corpus instruction tasks.
+
+    ``draws`` contents are drawn (a task, a language, an input or numbers), each said in one of the
+    training phrasings of ``corpus.INSTRUCTION_PHRASINGS``; the distinct records are kept. A fixed
+    fifth of the contents (by a CRC of their first phrasing, so the split does not depend on the
+    draw) is held out: none is ever trained on, in any wording. The test takes ``per_task`` held-out
+    contents of each task, each twice: in a training phrasing (``meta["phrasing"] == "seen"``) and
+    in the phrasing SFT never trains on ("held out")."""
     positive_int(draws, "draws")
     positive_int(per_task, "per_task")
-    rng, unique = random.Random(seed), {}
-    for _ in range(draws):
-        task = rng.choice(corpus.INSTRUCTION_TASKS)
-        r = corpus.instruction_example(rng, task=task)
-        unique.setdefault((r["instruction"], r["input"]), Record(**r, meta={"task": task}))
+    rng, unique, held = random.Random(seed), {}, {}
     held_out = lambda key: zlib.crc32("|".join(key).encode()) % 5 == 0
-    train = [r for key, r in unique.items() if not held_out(key)]
+    for _ in range(draws):
+        task, state = rng.choice(corpus.INSTRUCTION_TASKS), rng.getstate()
+        canonical = corpus.instruction_example(rng, task=task)                # the content in its first wording
+        key = (canonical["instruction"], canonical["input"])
+        rng.setstate(state)
+        r = corpus.instruction_example(rng, task=task, phrasing="train")      # the same content, a training wording
+        if not held_out(key):
+            unique.setdefault((r["instruction"], r["input"]), Record(**r, meta={"task": task, "phrasing": "seen"}))
+        elif key not in held:
+            after = rng.getstate()
+            rng.setstate(state)
+            h = corpus.instruction_example(rng, task=task, phrasing="held out")
+            rng.setstate(after)
+            held[key] = [Record(**r, meta={"task": task, "phrasing": "seen"}),
+                         Record(**h, meta={"task": task, "phrasing": "held out"})]
     by_task = {}
-    for key, r in unique.items():
-        if held_out(key):
-            by_task.setdefault(r.meta["task"], []).append(r)
-    test = [r for task in corpus.INSTRUCTION_TASKS for r in by_task.get(task, [])[:per_task]]
-    return train, test
+    for pair in held.values():
+        by_task.setdefault(pair[0].meta["task"], []).append(pair)
+    test = [r for phrasing in (0, 1) for task in corpus.INSTRUCTION_TASKS
+            for pair in by_task.get(task, [])[:per_task] for r in pair[phrasing:phrasing + 1]]
+    return list(unique.values()), test
 
 
 def instruction_scores(model, tokenizer, records, max_new_tokens: int = 16) -> tuple[list[str], dict]:

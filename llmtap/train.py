@@ -87,13 +87,15 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- batches for fine-tuning
-def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int = 0, eos: bool = False) -> Iterator:
+def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int = 0, eos: bool = False,
+                       mask_prompt: bool = True) -> Iterator:
     """Endless (x, y) batches from (prompt, completion) text pairs, for fine-tuning.
 
     Each row is <bos> prompt completion, right-padded; the targets y are -100 (ignored by the
     loss) everywhere except at the completion's tokens, so the model learns to answer, not to
-    reproduce the prompt. ``eos=True`` ends every completion with <eos>, so that the model
-    also learns where to stop."""
+    reproduce the prompt (``mask_prompt=False`` trains on the prompt's tokens too, as
+    ``labels = input_ids`` does). ``eos=True`` ends every completion with <eos>, so that the
+    model also learns where to stop."""
     pairs = list(pairs)
     if not pairs:
         raise ValueError("pairs is empty; give (prompt, completion) text pairs")
@@ -107,14 +109,14 @@ def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int =
     rng = random.Random(seed)
     while True:
         rows = [encoded[rng.randrange(len(encoded))] for _ in range(batch_size)]
-        yield collate_completions(rows, tokenizer.pad_id)
+        yield collate_completions(rows, tokenizer.pad_id, mask_prompt)
 
 
-def collate_completions(rows, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def collate_completions(rows, pad_id: int, mask_prompt: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One right-padded batch (x, y) from (prompt_ids, completion_ids) token-id pairs.
 
     x is prompt + completion without its last token; y[t] is the token x should predict at
-    position t, -100 (ignored by the loss) on the prompt and the padding."""
+    position t, -100 (ignored by the loss) on the padding and, with ``mask_prompt``, on the prompt."""
     rows = list(rows)
     if not rows:
         raise ValueError("rows is empty; give (prompt_ids, completion_ids) pairs")
@@ -127,7 +129,8 @@ def collate_completions(rows, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     for i, (p, c) in enumerate(rows):
         ids = list(p) + list(c)
         x[i, :len(ids) - 1] = torch.tensor(ids[:-1])
-        y[i, len(p) - 1:len(ids) - 1] = torch.tensor(list(c))   # position t predicts token t + 1
+        first = len(p) - 1 if mask_prompt else 0                  # position t predicts token t + 1
+        y[i, first:len(ids) - 1] = torch.tensor(ids[first + 1:])
     return x, y
 
 

@@ -158,6 +158,32 @@ INSTRUCTIONS = {
     "reverse": ("把这个词倒过来写。", "Write this word backwards."),
 }
 
+# More ways to say each instruction, for chapter 05's SFT: the first is INSTRUCTIONS' own, the
+# last is never trained on (the held-out phrasing: does SFT teach the task, or one sentence?).
+# Written with characters the tokenizer already has, so the course model reads them.
+INSTRUCTION_PHRASINGS = {
+    "sentiment": {"zh": ("判断这句话的情绪是积极、中性还是消极。", "这句话的情感是积极、中性还是消极？",
+                         "说说这句话的情绪：积极、中性还是消极？", "看这句话，它的情感是积极、中性还是消极？"),
+                  "en": ("Is the feeling of this sentence positive, neutral or negative?",
+                         "What feeling does this sentence express: positive, neutral or negative?",
+                         "Classify the feeling of the sentence as positive, neutral or negative.",
+                         "Tell me if this sentence feels positive, neutral or negative.")},
+    "category": {"zh": ("这个词属于哪一类？", "这个词是哪一类的？", "判断这个词属于哪一类。", "说出这个词是哪一类。"),
+                 "en": ("Which group does this word belong to?", "Name the group of this word.",
+                        "What kind of thing is this word?", "Say which group this word is in.")},
+    "translate": {"zh": ("把这个词翻译成英文。", "把这个词译成英文。", "写出这个词的英文。", "这个词用英文说是？"),
+                  "en": ("Translate this word into Chinese.", "Give the Chinese for this word.",
+                         "What is this word in Chinese?", "Write this word in Chinese.")},
+    "list": {"zh": ("列举{n}种{name}。", "说出{n}种{name}。", "写出{n}个{name}。", "举出{n}种{name}。"),
+             "en": ("Name {n} examples of {name}.", "List {n} kinds of {name}.", "Give {n} examples of {name}.",
+                    "Write down {n} examples of {name}.")},
+    "add": {"zh": ("{a}加{b}等于多少？", "{a}加{b}是多少？", "{a}加上{b}等于多少？", "{a}加{b}得多少？"),
+            "en": ("What is {a} plus {b}?", "Add {a} and {b}.", "Compute {a} plus {b}.", "How much is {a} plus {b}?")},
+    "reverse": {"zh": ("把这个词倒过来写。", "倒过来写这个词。", "把这个词倒过来。", "这个词倒过来写是？"),
+                "en": ("Write this word backwards.", "Spell this word backwards.", "Reverse the letters of this word.",
+                       "Write the letters of this word in reverse order.")},
+}
+
 LABEL_NAMES_ZH = {"positive": "积极", "neutral": "中性", "negative": "消极"}
 
 LIST_SEPARATOR = {"zh": "、", "en": ", "}

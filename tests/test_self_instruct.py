@@ -8,7 +8,7 @@ import pytest
 from llmtap.generators import GeneratorError
 from llmtap.rouge import RougeIndex, rouge_l
 from llmtap.self_instruct import (BLACKLIST, FilterConfig, SelfInstruct, Task, balanced_shots, blacklisted_word,
-                                  check_instance, check_instruction, classification_prompt, detect_lang,
+                                  bad_start, check_instance, check_instruction, classification_prompt, detect_lang, drop_conflicts,
                                   instance_prompt, instruction_prompt, load_seed_tasks, original_classification_prompt,
                                   original_filter, original_instance_prompt, original_instruction_prompt,
                                   parse_instances, parse_instructions, parse_original_class_instances,
@@ -127,6 +127,26 @@ def test_a_similar_pool_text_is_named_before_one_of_the_round():
     assert check_instruction("write a slogan  for the garden and the OCEAN.", index, pool_size=1)[0] == "duplicate"
 
 
+def test_instructions_must_start_like_text():
+    index = RougeIndex(["Explain how rainbows form."])
+    for text, reason in [("- List five animals please.", "starts with punctuation"),
+                         ("。列举三种水果和三种颜色。", "starts with punctuation"),
+                         ("\u2192 name three rivers of china", "starts with a non-text character"),
+                         ("Name three \ufffd rivers of Europe.", "unreadable characters")]:
+        assert check_instruction(text, index)[0] == reason, text
+    for text in ["16加4等于多少？", "3 ways to save water at home.", "  Describe a quiet morning."]:
+        assert check_instruction(text, index) == (None, ""), text
+    assert bad_start("Name \ufffd rivers")[1] == "U+FFFD at position 5"
+
+
+def test_conflicting_instances_are_all_dropped():
+    kept, dropped = drop_conflicts([("14 + 2", "16"), ("apple", "fruit"), ("14 + 2", "33"), ("14 + 2", "16")])
+    assert kept == [("apple", "fruit")]
+    assert dropped == [("14 + 2", "16"), ("14 + 2", "33"), ("14 + 2", "16")]
+    assert drop_conflicts([("", "cherry, pear"), ("", "cherry, pear ")]) == ([("", "cherry, pear"), ("", "cherry, pear ")], [])
+    assert drop_conflicts([("", "16"), ("", "33")])[0] == []       # no input is an input too
+
+
 def test_instance_filters():
     seen = {("a", "b")}
     assert check_instance("x", "", seen) == "empty output"
@@ -149,9 +169,11 @@ def scripted(prompt, max_new_tokens, seed):
         return rng.choice([" positive\nInput: I loved the food.", " \nInput: nothing", " negative\nno input"])
     if prompt.endswith("Input:"):
         return rng.choice([" a river\nOutput: a river", " (none)\nOutput: Here it is.", " hi\nOutput: ",
+                           " (none)\nOutput: Something else.",
                            " the winter\nOutput: cold and dark\n\nTask: more", " nothing useful"])
     lines = [f"{rng.choice(VERBS)} the {rng.choice(NOUNS)}." for _ in range(3)]
-    lines += [rng.choice(["Draw a picture of the sea.", "Hi.", "Describe the river.", "画一只猫。"])]
+    lines += [rng.choice(["Draw a picture of the sea.", "Hi.", "Describe the river.", "画一只猫。",
+                          "- List the rivers of the city.", "\ufffd\ufffd the market at night."])]
     return " " + "\nTask 10: ".join(lines)
 
 
@@ -169,9 +191,10 @@ def test_pipeline_end_to_end_is_seeded_and_counts_add_up():
     assert c["instructions generated"] == rejected + c["tasks kept"]
     assert c["instructions passing filters"] == c["classification: yes"] + c["classification: no"] + c["classification: unclear"]
     assert c["tasks kept"] == len(si.generated) == len(si.kept) > 0
-    for reason in ("keyword", "too short", "similar"):
+    for reason in ("keyword", "too short", "similar", "starts with punctuation", "unreadable characters"):
         assert c[f"rejected: {reason}"] > 0, reason
     assert c["instance rejected: input equals output"] + c["instance rejected: empty output"] > 0
+    assert c["instance rejected: same input, different output"] > 0
     assert len(si.rejected) == rejected
     instructions = [t.instruction for t in si.seed_tasks + si.generated]
     assert si.index.texts == instructions                 # the filters see the whole pool, nothing else

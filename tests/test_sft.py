@@ -46,6 +46,27 @@ def test_labels_are_masked_to_the_response():
         encode_sft([RECORDS[0], Record("Say nothing.", "", " ")], TOKENIZER)
 
 
+def test_unmasked_labels_cover_the_prompt_but_never_the_padding():
+    examples = encode_sft(RECORDS, TOKENIZER)
+    x, y = collate_completions(examples, TOKENIZER.pad_id, mask_prompt=False)
+    x_masked, y_masked = collate_completions(examples, TOKENIZER.pad_id)
+    assert torch.equal(x, x_masked)
+    for i, (p, c) in enumerate(examples):
+        n = len(p) + len(c) - 1
+        assert y[i, :n].tolist() == (p + c)[1:]                            # labels = input_ids shifted by one
+        assert (y[i, n:] == -100).all()
+        assert torch.equal(y[i, len(p) - 1:], y_masked[i, len(p) - 1:])   # the response's labels are the same
+    batch = next(completion_batches(TOKENIZER, sft_pairs(RECORDS[:1]), 2, eos=True, mask_prompt=False))
+    assert torch.equal(batch[1][0], y[0, :batch[1].shape[1]])
+
+
+def test_eos_false_leaves_the_stop_untrained():
+    _, y = next(completion_batches(TOKENIZER, sft_pairs(RECORDS[:1]), 1, eos=False))
+    _, y_eos = next(completion_batches(TOKENIZER, sft_pairs(RECORDS[:1]), 1, eos=True))
+    assert TOKENIZER.eos_id not in y.tolist()[0] and y_eos[0, -1] == TOKENIZER.eos_id
+    assert y_eos.shape[1] == y.shape[1] + 1
+
+
 def test_completion_batches_eos_matches_collate_completions():
     x, y = next(completion_batches(TOKENIZER, sft_pairs(RECORDS[:1]), batch_size=2, eos=True))
     x2, y2 = collate_completions(encode_sft(RECORDS[:1] * 2, TOKENIZER), TOKENIZER.pad_id)

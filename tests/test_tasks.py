@@ -71,15 +71,24 @@ def test_peft_run_builds_each_method(course):
         peft_run("BitFit", course.model, course.tokenizer, task)
 
 
-def test_instruction_split_holds_out_whole_pairs():
+def test_instruction_split_holds_out_whole_contents_in_every_wording():
     train, test = instruction_split(draws=600, per_task=5)
     key = lambda r: (r.instruction, r.input)
-    assert not {key(r) for r in train} & {key(r) for r in test}          # a test pair is never trained on
-    assert len({key(r) for r in train}) == len(train)                       # and each pair once
-    counts = {task: sum(r.meta["task"] == task for r in test) for task in corpus.INSTRUCTION_TASKS}
-    assert max(counts.values()) == 5 and set(counts) == set(corpus.INSTRUCTION_TASKS)
+    assert not {key(r) for r in train} & {key(r) for r in test}          # a test record is never trained on
+    assert len({key(r) for r in train}) == len(train)                       # and each record once
+    trained_inputs = {(r.meta["task"], r.input, r.output) for r in train if r.input}
+    assert not trained_inputs & {(r.meta["task"], r.input, r.output) for r in test if r.input}   # nor its content
+    for task in corpus.INSTRUCTION_TASKS:
+        seen = [r for r in test if r.meta == {"task": task, "phrasing": "seen"}]
+        held = [r for r in test if r.meta == {"task": task, "phrasing": "held out"}]
+        assert len(seen) == len(held) == 5
+        assert [(r.input, r.output) for r in seen] == [(r.input, r.output) for r in held]      # same contents
+        last = {wordings[-1] for wordings in corpus.INSTRUCTION_PHRASINGS[task].values()}
+        if task not in ("list", "add"):                 # their wordings have numbers filled in
+            assert {r.instruction for r in held} <= last
+            assert not {r.instruction for r in seen + train if r.meta["task"] == task} & last
     assert instruction_split(draws=600, per_task=5) == (train, test)
-    bigger_train, bigger_test = instruction_split(draws=1200, per_task=5)     # more draws never move a pair across
+    bigger_train, bigger_test = instruction_split(draws=1200, per_task=5)     # more draws never move a content across
     assert not {key(r) for r in bigger_train} & {key(r) for r in test}
 
 
