@@ -488,7 +488,12 @@ def position_seeds(seed, device, steps, finetune_steps):
     return position_seed(seed, steps, finetune_steps, device)
 
 
-SFT_CONFIG = dict(steps=200, lr=3e-3, min_lr=3e-4, warmup_steps=10, batch_size=16)
+SFT_CONFIG = dict(steps=200, lr=1e-3, min_lr=1e-4, warmup_steps=10, batch_size=16)
+
+# chapter 05's comparison: what the loss covers, and whether the response ends with <eos>
+SFT_VARIANTS = {"SFT, loss on the response": dict(mask_prompt=True, eos=True),
+                "SFT, loss on every token": dict(mask_prompt=False, eos=True),
+                "SFT, response without <eos>": dict(mask_prompt=True, eos=False)}
 
 
 def sft_config(**overrides) -> TrainConfig:
@@ -498,17 +503,18 @@ def sft_config(**overrides) -> TrainConfig:
                        log_every=10, progress=False)
 
 
-@experiment("05", "sft", "exact match and ROUGE-L of held-out instructions, before and after SFT",
-            seeds=(0, 1, 2), **SFT_CONFIG)
+@experiment("05", "sft", "held-out instructions (seen and held-out phrasings): the base model, and SFT with the loss "
+            "on the response, on every token, or without <eos>", seeds=(0, 1, 2, 3, 4), **SFT_CONFIG)
 def sft_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size):
-    model, tokenizer = load_course_model(device)
     train_records, test_records = instruction_split()
-    _, before = instruction_scores(model, tokenizer, test_records)
-    sft(model, tokenizer, train_records, sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps), batch_size=batch_size,
-        seed=seed, device=device)
-    _, after = instruction_scores(model, tokenizer, test_records)
-    metrics = lambda scores: {f"{m} {task}": v[m] for task, v in scores.items() for m in ("exact match", "ROUGE-L")}
-    return {"before SFT": metrics(before), "after SFT": metrics(after)}
+    model, tokenizer = load_course_model(device)
+    results = {"base model": instruction_scores(model, tokenizer, test_records)[1]}
+    cfg = sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps)
+    for name, switches in SFT_VARIANTS.items():
+        model, tokenizer = load_course_model(device)
+        sft(model, tokenizer, train_records, cfg, batch_size=batch_size, seed=seed, device=device, **switches)
+        results[name] = instruction_scores(model, tokenizer, test_records)[1]
+    return results
 
 
 # ----------------------------------------------------------------------------- command line

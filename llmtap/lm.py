@@ -151,6 +151,15 @@ class CausalLM:
         texts = [self.decode(ids) for ids in new]
         return [t.split(stop)[0] for t in texts] if stop else texts
 
+    def generate_ids(self, prompts: list[str], max_new_tokens: int = 30) -> list[list[int]]:
+        """The new token ids the model writes greedily after each prompt, its end-of-text token
+        included where it wrote one (then repeated to the end): whether a model *stops* shows here,
+        where decoded text hides it."""
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of strings")
+        non_negative_int(max_new_tokens, "max_new_tokens")
+        return self._generate([self.encode(p, bos=True) for p in prompts], max_new_tokens, 0.0, None, 0)
+
     def generate(self, prompt: str, max_new_tokens: int = 30, temperature: float = 0.0,
                  top_k: int | None = None, seed: int = 0, stop: str | None = None) -> str:
         """The text the model writes after ``prompt`` (greedy when temperature is 0), cut at ``stop``."""

@@ -165,6 +165,22 @@ def parse_yes_no(text: str):
     return None
 
 
+def identify_classification(generator, tasks: list[Task], examples: list[Task], seed: int = 0) -> list:
+    """Stage 2 on its own, to measure it: the generator's answer (True, False, or None when
+    unclear) to the classification question for each task of ``tasks``, with ``examples`` as
+    the few-shot examples (a task is never its own example). Compare with ``t.is_classification``."""
+    if not callable(generator):
+        raise TypeError("generator must be callable as generator(prompt, max_new_tokens, seed) -> str")
+    if not examples:
+        raise ValueError("give at least one example task for the few-shot prompt")
+    rng = random.Random(seed)
+    answers = []
+    for t in tasks:
+        shots = [e for e in examples if e.instruction != t.instruction]
+        answers.append(parse_yes_no(generator(classification_prompt(t.instruction, shots), 3, rng.randrange(2**31))))
+    return answers
+
+
 def instance_prompt(instruction: str, examples: list[Task], output_first: bool) -> str:
     """Input-first: 'Task / Input / Output' examples, then the new task and 'Input:'.
     Output-first (classification): 'Task / Class label / Input', then 'Class label:'."""
@@ -430,7 +446,8 @@ class SelfInstruct:
 
     def __init__(self, generator, seed_tasks: list[Task] | None = None, cfg: FilterConfig | None = None,
                  seed: int = 0, lang: str | None = None, n_seed: int = 6, n_generated: int = 2,
-                 n_shots: int = 6, max_new_tokens: int = 48, style: str = "course", n_instances: int = 2):
+                 n_shots: int = 6, max_new_tokens: int = 48, style: str = "course", n_instances: int = 2,
+                 filters: bool = True):
         if not callable(generator):
             raise TypeError("generator must be callable as generator(prompt, max_new_tokens, seed) -> str")
         one_of(lang, "lang (None for both languages)", (None, "en", "zh"))
@@ -453,6 +470,7 @@ class SelfInstruct:
         self.rng, self.lang, self.round = random.Random(seed), lang, 0
         self.n_seed, self.n_generated, self.n_shots, self.max_new_tokens = n_seed, n_generated, n_shots, max_new_tokens
         self.n_instances = n_instances     # course style: one instance prompt each, so that conflicts can show
+        self.filters = filters             # False: keep everything that parses (the unfiltered pool, to compare)
         self.counts, self.kept, self.rejected = Counter(), [], []   # rejected: (text, stage, reason, detail)
         # a mixed-language run picks each prompt's language among those the seed tasks are in
         self.langs = sorted({t.lang for t in seeds}) if lang is None else [lang]
@@ -501,7 +519,9 @@ class SelfInstruct:
 
     def _check(self, instruction: str, round_index: RougeIndex) -> tuple:
         """Stage 4's instruction filters: the course's (``check_instruction``), or the released
-        code's rules (``original_filter``) and then its ROUGE-L rule."""
+        code's rules (``original_filter``) and then its ROUGE-L rule; none with ``filters=False``."""
+        if not self.filters:
+            return None, ""
         if self.style == "original":
             reason = original_filter(instruction)
             if reason is not None:
@@ -553,12 +573,12 @@ class SelfInstruct:
         instances = []
         counts["instances generated"] += len(parsed)
         for x, y in parsed:
-            why = check_instance(x, y, instances)
+            why = check_instance(x, y, instances) if self.filters else None
             if why:
                 counts[f"instance rejected: {why}"] += 1
             else:
                 instances.append((x.strip(), y.strip()))
-        instances, conflicting = drop_conflicts(instances)
+        instances, conflicting = drop_conflicts(instances) if self.filters else (instances, [])
         if conflicting:
             counts["instance rejected: same input, different output"] += len(conflicting)
         why = None if instances else "no instance parsed" if not parsed else "no valid instance"

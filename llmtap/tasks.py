@@ -28,7 +28,7 @@ from .lora import add_lora
 from .prefix import add_prefix_tuning, add_prompt_tuning
 from .prompting import PromptClassifier, Template
 from .rouge import rouge_l
-from .sft import generate_responses
+from .sft import format_prompt
 from .train import TrainConfig, completion_batches, train
 from .validate import one_of, positive_int
 from .world import UNTAUGHT_TEMPLATES
@@ -258,16 +258,41 @@ def instruction_split(draws: int = 3000, per_task: int = 25, seed: int = 0) -> t
     return list(unique.values()), test
 
 
-def instruction_scores(model, tokenizer, records, max_new_tokens: int = 16) -> tuple[list[str], dict]:
-    """(answers, {task: {"exact match", "ROUGE-L"}, ..., "all": {...}}) of the model's greedy
-    answers to ``records`` (each with ``meta["task"]``); "all" is the mean over the tasks."""
-    answers = generate_responses(CourseLM(model.eval(), tokenizer), records, max_new_tokens=max_new_tokens)
-    sums = {}
-    for r, a in zip(records, answers):
-        row = sums.setdefault(r.meta["task"], [0, 0.0, 0])
-        row[0] += a.strip() == r.output
-        row[1] += rouge_l(a, r.output)
-        row[2] += 1
-    scores = {task: {"exact match": em / n, "ROUGE-L": rl / n} for task, (em, rl, n) in sums.items()}
-    scores["all"] = {m: sum(v[m] for v in scores.values()) / len(scores) for m in ("exact match", "ROUGE-L")}
+INSTRUCTION_METRICS = ("exact match", "first line", "stops", "ROUGE-L")
+
+
+def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32) -> tuple[list[str], dict]:
+    """(answers, scores) of the model's greedy answers to ``records`` (each with ``meta["task"]``
+    and, from ``instruction_split``, ``meta["phrasing"]``).
+
+    An answer is what the model writes up to its <eos> (or ``max_new_tokens``). Per record:
+
+    * "exact match": the answer is the reference (a model that does not stop fails it);
+    * "first line": the answer's first line is the reference (a reader who stops at the newline);
+    * "stops": the model wrote <eos> within ``max_new_tokens``;
+    * "ROUGE-L": of the first line against the reference.
+
+    ``scores["<metric> <task> <phrasing>"]`` is the mean over the records of that task and
+    phrasing ("seen", "held out", or "both"); task "all" is the mean over the tasks."""
+    lm = CourseLM(model.eval(), tokenizer)
+    ids = lm.generate_ids([format_prompt(r) for r in records], max_new_tokens)
+    answers = [lm.decode(i) for i in ids]
+    per_record = []
+    for r, a, i in zip(records, answers, ids):
+        first = a.split("\n")[0].strip()
+        per_record.append({"exact match": float(a.strip() == r.output), "first line": float(first == r.output),
+                           "stops": float(lm.eos_id in i), "ROUGE-L": rouge_l(first, r.output)})
+    groups = {}
+    for r, row in zip(records, per_record):
+        phrasing = r.meta.get("phrasing", "seen")
+        for key in ((r.meta["task"], phrasing), (r.meta["task"], "both")):
+            groups.setdefault(key, []).append(row)
+    scores = {}
+    for phrasing in ("seen", "held out", "both"):
+        tasks = [t for t, p in groups if p == phrasing]
+        for m in INSTRUCTION_METRICS:
+            means = {t: sum(row[m] for row in groups[t, phrasing]) / len(groups[t, phrasing]) for t in tasks}
+            scores.update({f"{m} {t} {phrasing}": v for t, v in means.items()})
+            if means:
+                scores[f"{m} all {phrasing}"] = sum(means.values()) / len(means)
     return answers, scores

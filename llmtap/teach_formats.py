@@ -12,16 +12,18 @@ taught model is ``llmtap.generators.LMGenerator``.
 from __future__ import annotations
 
 import random
+import re
 
 import torch
 
-from .corpus import INSTRUCTION_TASKS, instruction_example
+from .corpus import ALL_EVENTS, INSTRUCTION_TASKS, instruction_example, level_to_label
 from .generators import keep_end
 from .model import GPT
 from .self_instruct import MARKER, YES_NO, Task, classification_prompt, instance_prompt, instruction_prompt
 from .tokenizer import Tokenizer
 from .train import TrainConfig, completion_batches, train
 from .validate import positive_int
+from .world import CATEGORIES, INSTRUCTION_PHRASINGS, LABEL_NAMES_ZH, LIST_SEPARATOR
 
 CLASSIFICATION_TASKS = ("sentiment", "category")     # corpus tasks whose output is one label of a few
 
@@ -123,3 +125,82 @@ def teach_formats(model, tokenizer, tasks: list[Task], steps: int = 40, batch_si
     torch.manual_seed(seed)
     return train(model, completion_batches(tokenizer, pairs, batch_size, seed), cfg, device=device)
 
+
+
+# ----------------------------------------------------------------------------- is a generated task right?
+# The course world knows every answer, so a task the course model generates can be checked: is
+# its instruction one of the corpus tasks (in any phrasing), and does each output answer it?
+def _pattern(wording: str) -> re.Pattern:
+    """A wording with {n}, {a}, {b}, {name} as a regular expression that captures them."""
+    parts = re.split(r"\{(\w+)\}", wording)
+    regex = "".join(re.escape(part) if i % 2 == 0 else (rf"(?P<{part}>\d+)" if part != "name" else r"(?P<name>.+?)")
+                    for i, part in enumerate(parts))
+    return re.compile(regex + r"$")
+
+
+_PATTERNS = [(task, lang, _pattern(w)) for task, by_lang in INSTRUCTION_PHRASINGS.items()
+             for lang, wordings in by_lang.items() for w in wordings]
+_GROUP_OF = {word: (name_zh, name_en) for (name_zh, name_en), items in CATEGORIES.items() for it in items for word in it}
+_TWIN = {word: twin for items in CATEGORIES.values() for z, e in items for word, twin in ((z, e), (e, z))}
+_GROUPS = {name: items for (name_zh, name_en), items in CATEGORIES.items() for name in (name_zh, name_en)}
+
+
+def recognise_task(instruction: str):
+    """(task, lang, filled values) when the instruction is one of the corpus tasks in one of its
+    phrasings ('列举3种水果。' -> ('list', 'zh', {'n': '3', 'name': '水果'})), else None."""
+    text = " ".join(instruction.split())
+    for task, lang, pattern in _PATTERNS:
+        m = pattern.match(text)
+        if m:
+            return task, lang, m.groupdict()
+    return None
+
+
+def _feeling(sentence: str):
+    """The label of the event written in an event sentence (the longest event text it holds)."""
+    found = [(len(text), level) for zh, en, level in ALL_EVENTS for text in (zh, en) if text in sentence]
+    return level_to_label(max(found)[1]) if found else None
+
+
+def check_world_instance(task: str, lang: str, values: dict, x: str, y: str) -> str | None:
+    """Why the instance (x, y) does not answer the corpus task, or None when it does."""
+    x, y = x.strip(), y.strip()
+    if task == "sentiment":
+        label = _feeling(x)
+        if label is None:
+            return "the input is not an event sentence"
+        return None if y == (LABEL_NAMES_ZH[label] if lang == "zh" else label) else "wrong feeling"
+    if task == "category":
+        group = _GROUP_OF.get(x)
+        if group is None:
+            return "the input is not a word of the course"
+        return None if y == group[0 if lang == "zh" else 1] else "wrong group"
+    if task == "translate":
+        if x not in _TWIN:
+            return "the input is not a word of the course"
+        return None if y == _TWIN[x] else "wrong translation"
+    if task == "add":
+        return None if not x and y == str(int(values["a"]) + int(values["b"])) else "wrong sum"
+    if task == "list":
+        items = y.split(LIST_SEPARATOR[lang].strip())
+        items = [it.strip() for it in items]
+        group = _GROUPS.get(values["name"], ())
+        words = {w for it in group for w in it}
+        ok = not x and len(items) == int(values["n"]) == len(set(items)) and all(it in words for it in items)
+        return None if ok else "not a list of that group"
+    return None if x and y == x[::-1] else "not the word backwards"       # task == "reverse"
+
+
+def check_world_task(task: Task) -> str | None:
+    """None when a generated task is well-formed in the course world: its instruction is a corpus
+    task (in any phrasing) and every instance answers it; otherwise why not."""
+    found = recognise_task(task.instruction)
+    if found is None:
+        return "not a task of the course world"
+    if not task.instances:
+        return "no instance"
+    for x, y in task.instances:
+        why = check_world_instance(*found, x, y)
+        if why:
+            return why
+    return None

@@ -9,6 +9,7 @@ from llmtap.generators import GeneratorError
 from llmtap.rouge import RougeIndex, rouge_l
 from llmtap.self_instruct import (BLACKLIST, FilterConfig, SelfInstruct, Task, balanced_shots, blacklisted_word,
                                   bad_start, check_instance, check_instruction, classification_prompt, detect_lang, drop_conflicts,
+                                  identify_classification,
                                   instance_prompt, instruction_prompt, load_seed_tasks, original_classification_prompt,
                                   original_filter, original_instance_prompt, original_instruction_prompt,
                                   parse_instances, parse_instructions, parse_original_class_instances,
@@ -335,3 +336,33 @@ def test_released_rouge_rule_keeps_a_tie():
     assert check_instruction(tie, pool, FilterConfig(rouge_rule="released"))[0] is None
     with pytest.raises(ValueError, match="rule"):
         FilterConfig(rouge_rule="loose")
+
+
+def test_identify_classification_asks_each_task_without_itself_as_an_example():
+    tasks = [Task("Is the review positive or negative?", [("Great!", "positive")], True),
+             Task("Write a poem about rain.", [("", "Rain falls.")], False),
+             Task("Which planet is larger?", [("Mars, Venus", "Venus")], True)]
+    prompts = []
+
+    def by_keyword(prompt, max_new_tokens, seed):
+        prompts.append(prompt)
+        question = prompt.rsplit("Task: ", 1)[1]
+        return " Yes" if "?" in question else " No" if "poem" in question else " maybe"
+
+    assert identify_classification(by_keyword, tasks, tasks) == [True, False, True]
+    assert all(p.count(t.instruction) == 1 for p, t in zip(prompts, tasks))     # only as the question
+    assert identify_classification(lambda p, n, s: " hm", tasks[:1], tasks) == [None]
+    with pytest.raises(ValueError, match="at least one example"):
+        identify_classification(by_keyword, tasks, [])
+    with pytest.raises(TypeError, match="callable"):
+        identify_classification("gpt", tasks, tasks)
+
+
+def test_without_filters_everything_that_parses_is_kept():
+    si = SelfInstruct(scripted, seed=0, filters=False)
+    si.run(15)
+    c = si.counts
+    assert not any(k.startswith(("rejected: keyword", "rejected: similar", "instance rejected")) for k in c)
+    assert c["instructions passing filters"] == c["instructions generated"]
+    assert any(x and x == y for t in si.generated for x, y in t.instances)        # an echo is kept too
+    assert c["tasks kept"] > run_pipeline(0).counts["tasks kept"]

@@ -6,7 +6,9 @@ import torch
 
 from llmtap.model import GPT, GPTConfig
 from llmtap.self_instruct import Task, instruction_prompt, parse_instances, parse_instructions, parse_yes_no
-from llmtap.teach_formats import corpus_tasks, format_documents, teach_formats
+from llmtap import corpus
+from llmtap.teach_formats import (check_world_instance, check_world_task, corpus_tasks, format_documents,
+                                  recognise_task, teach_formats)
 from llmtap.tokenizer import Tokenizer
 from llmtap.train import collate_completions
 
@@ -94,3 +96,44 @@ def test_teach_formats_bad_inputs():
         teach_formats(model, tok, corpus_tasks(12), steps=0)
     with pytest.raises(TypeError, match="list of Task"):
         teach_formats(model, tok, "tasks", steps=1)
+
+
+# ----------------------------------------------------------------------------- is a generated task right?
+def test_every_corpus_record_in_every_wording_is_recognised_and_right():
+    rng = random.Random(3)
+    for i in range(1500):
+        r = corpus.instruction_example(rng, phrasing=("train", "held out")[i % 2])
+        found = recognise_task(r["instruction"])
+        assert found is not None and found[:2] in {(t, l) for t in corpus.INSTRUCTION_TASKS for l in corpus.LANGS}, r
+        assert check_world_instance(*found, r["input"], r["output"]) is None, r
+
+
+def test_world_check_names_what_is_wrong():
+    assert recognise_task("列举3种水果。") == ("list", "zh", {"n": "3", "name": "水果"})
+    assert recognise_task("What  is 3 plus 4?") == ("add", "en", {"a": "3", "b": "4"})
+    assert recognise_task("What is 3 plus") is None and recognise_task("Describe a cat.") is None
+    cases = [(Task("What is 3 plus 4?", [("", "7")]), None),
+             (Task("What is 3 plus 4?", [("", "7"), ("", "8")]), "wrong sum"),
+             (Task("列举3种水果。", [("", "苹果、梨、桃子")]), None),
+             (Task("列举3种水果。", [("", "苹果、梨、苹果")]), "not a list of that group"),       # a repeat
+             (Task("列举3种水果。", [("", "苹果、梨")]), "not a list of that group"),             # too few
+             (Task("Name 2 examples of fruit.", [("", "apple, dog")]), "not a list of that group"),
+             (Task("把这个词翻译成英文。", [("羊", "sheep")]), None),
+             (Task("把这个词翻译成英文。", [("羊", "cow")]), "wrong translation"),
+             (Task("把这个词翻译成英文。", [("雨毛毛", "x")]), "the input is not a word of the course"),
+             (Task("Which group does this word belong to?", [("sheep", "animal")]), None),
+             (Task("Which group does this word belong to?", [("sheep", "动物")]), "wrong group"),
+             (Task("Write this word backwards.", [("drum", "murd")]), None),
+             (Task("Write this word backwards.", [("drum", "drum")]), "not the word backwards"),
+             (Task("Is the feeling of this sentence positive, neutral or negative?", [("hello", "positive")]),
+              "the input is not an event sentence"),
+             (Task("Name three rivers.", [("", "x")]), "not a task of the course world"),
+             (Task("What is 3 plus 4?", []), "no instance")]
+    for task, why in cases:
+        assert check_world_task(task) == why, task
+    rng = random.Random(0)
+    e = corpus.sample_event(rng, "en", "test")
+    wrong = next(label for label in ("positive", "neutral", "negative") if label != e.label)
+    sentiment = "Is the feeling of this sentence positive, neutral or negative?"
+    assert check_world_task(Task(sentiment, [(e.text, e.label)])) is None
+    assert check_world_task(Task(sentiment, [(e.text, wrong)])) == "wrong feeling"
