@@ -319,6 +319,28 @@ def drop_conflicts(instances) -> tuple[list, list]:
     return kept, [(x, y) for x, y in instances if len(outputs[x.strip()]) > 1]
 
 
+def instruction_round(generate, seed_tasks: list[Task], generated: list[Task], pool: RougeIndex, rng: random.Random,
+                      lang: str = "en", max_new_tokens: int = 48) -> tuple[list[str], list[tuple[str, str]]]:
+    """Stage 1 and the instruction filters, alone (chapter 05's exercise builds it): show 6 seed
+    and 2 generated instructions (``sample_instructions``), let ``generate`` continue the prompt
+    (its seed drawn from ``rng``), parse the new instructions, and filter each against ``pool``.
+    Each kept instruction joins ``pool`` at once, so a later one of the same round is compared with
+    it. Returns (kept instructions, [(rejected instruction, reason)])."""
+    if not isinstance(pool, RougeIndex):
+        raise TypeError(f"pool must be a RougeIndex of the pool's instructions, got {type(pool).__name__}")
+    shown = sample_instructions(seed_tasks, generated, rng)
+    text = generate(instruction_prompt(shown, lang), max_new_tokens, rng.randrange(2**31))
+    kept, rejected = [], []
+    for instruction in parse_instructions(text):
+        reason, _ = check_instruction(instruction, pool)
+        if reason is None:
+            kept.append(instruction)
+            pool.add(instruction)
+        else:
+            rejected.append((instruction, reason))
+    return kept, rejected
+
+
 # ----------------------------------------------------------------------------- as the authors ran it
 # The released Self-Instruct code (Wang et al., 2023; bootstrap_instructions.py) differs from the
 # course's version in its prompt and its rules; ``SelfInstruct(style="original")`` runs it that

@@ -31,6 +31,7 @@ TITLES = {
     checks.check_yarn_inv_freq: "Exercise: YaRN frequencies",
     checks.check_lcs: "Exercise: longest common subsequence",
     checks.check_keep_instruction: "Exercise: the instruction filter",
+    checks.check_instruction_round: "Exercise: one Self-Instruct round",
     checks.check_sft_labels: "Exercise: SFT labels",
 }
 BANKS = [f"test_checks_ch{n:02d}" for n in range(6)]

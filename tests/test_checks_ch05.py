@@ -2,7 +2,8 @@
 rejected with a message that names what is wrong, and each right answer, written differently from
 the solution (another container, algorithm or formula), is accepted. The answers are written here,
 independently of the library the checkers compare against; the filter's answers use only what its
-exercise hands the student (BLACKLIST, and tokenize / rouge_l where the statement says so)."""
+exercise hands the student (BLACKLIST, and tokenize / rouge_l where the statement says so), the
+round's only the library pieces its statement names."""
 import functools
 import re
 
@@ -12,7 +13,8 @@ import torch
 
 from llmtap import checks
 from llmtap.rouge import rouge_l, tokenize
-from llmtap.self_instruct import BLACKLIST
+from llmtap.self_instruct import (BLACKLIST, check_instruction, instruction_prompt, parse_instructions,
+                                  sample_instructions)
 
 
 # ----------------------------------------------------------------------------- LCS
@@ -357,10 +359,105 @@ def labels_only_y(p, c):
     return labels_right(p, c)[1]
 
 
+# ----------------------------------------------------------------------------- one Self-Instruct round
+def round_right(generate, seed_tasks, generated, pool, rng, lang="en"):
+    shown = sample_instructions(seed_tasks, generated, rng)
+    text = generate(instruction_prompt(shown, lang), 48, rng.randrange(2**31))
+    kept, rejected = [], []
+    for ins in parse_instructions(text):
+        reason = check_instruction(ins, pool)[0]
+        if reason:
+            rejected.append((ins, reason))
+        else:
+            kept.append(ins)
+            pool.add(ins)
+    return kept, rejected
+
+
+def round_comprehension(generate, seed_tasks, generated, pool, rng, lang="en"):   # a verdict per instruction first
+    prompt = instruction_prompt(sample_instructions(seed_tasks, generated, rng, n_seed=6, n_generated=2), lang)
+    text = generate(prompt, max_new_tokens=48, seed=rng.randrange(2 ** 31))
+    verdicts = []
+    for ins in parse_instructions(text):
+        verdicts.append((ins, check_instruction(ins, pool)[0]))
+        if verdicts[-1][1] is None:
+            pool.add(ins)
+    return [i for i, v in verdicts if v is None], [(i, v) for i, v in verdicts if v is not None]
+
+
+def round_no_pool_add(generate, seed_tasks, generated, pool, rng, lang="en"):
+    shown = sample_instructions(seed_tasks, generated, rng)
+    text = generate(instruction_prompt(shown, lang), 48, rng.randrange(2**31))
+    verdicts = [(ins, check_instruction(ins, pool)[0]) for ins in parse_instructions(text)]
+    return [i for i, v in verdicts if v is None], [(i, v) for i, v in verdicts if v is not None]
+
+
+def round_eight_seeds(generate, seed_tasks, generated, pool, rng, lang="en"):
+    return round_right(generate, seed_tasks, [], pool, rng, lang)
+
+
+def round_global_random(generate, seed_tasks, generated, pool, rng, lang="en"):
+    import random
+    return round_right(generate, seed_tasks, generated, pool, random.Random(), lang)
+
+
+def round_fixed_seed(generate, seed_tasks, generated, pool, rng, lang="en"):
+    shown = sample_instructions(seed_tasks, generated, rng)
+    return _filter_all(generate(instruction_prompt(shown, lang), 48, 0), pool)
+
+
+def _filter_all(text, pool):
+    kept, rejected = [], []
+    for ins in parse_instructions(text):
+        reason = check_instruction(ins, pool)[0]
+        (rejected.append((ins, reason)) if reason else (kept.append(ins), pool.add(ins)))
+    return kept, rejected
+
+
+def round_first_only(generate, seed_tasks, generated, pool, rng, lang="en"):
+    shown = sample_instructions(seed_tasks, generated, rng)
+    text = generate(instruction_prompt(shown, lang), 48, rng.randrange(2**31))
+    return _filter_all(text.split("\n")[0], pool)
+
+
+def round_no_filter(generate, seed_tasks, generated, pool, rng, lang="en"):
+    shown = sample_instructions(seed_tasks, generated, rng)
+    kept = parse_instructions(generate(instruction_prompt(shown, lang), 48, rng.randrange(2**31)))
+    for ins in kept:
+        pool.add(ins)
+    return kept, []
+
+
+def round_english_only(generate, seed_tasks, generated, pool, rng, lang="en"):
+    return round_right(generate, seed_tasks, generated, pool, rng, "en")
+
+
+def round_pool_gets_all(generate, seed_tasks, generated, pool, rng, lang="en"):
+    shown = sample_instructions(seed_tasks, generated, rng)
+    kept, rejected = [], []
+    for ins in parse_instructions(generate(instruction_prompt(shown, lang), 48, rng.randrange(2**31))):
+        reason = check_instruction(ins, pool)[0]
+        (rejected.append((ins, reason)) if reason else kept.append(ins))
+        pool.add(ins)
+    return kept, rejected
+
+
+def round_reasons_missing(generate, seed_tasks, generated, pool, rng, lang="en"):
+    kept, rejected = round_right(generate, seed_tasks, generated, pool, rng, lang)
+    return kept, [ins for ins, _ in rejected]
+
+
+def round_seed_first(generate, seed_tasks, generated, pool, rng, lang="en"):
+    seed = rng.randrange(2**31)
+    shown = sample_instructions(seed_tasks, generated, rng)
+    return _filter_all(generate(instruction_prompt(shown, lang), 48, seed), pool)
+
+
 RIGHT = [
     (checks.check_lcs, lcs_dp), (checks.check_lcs, lcs_recursive), (checks.check_lcs, lcs_one_row_numpy),
     (checks.check_keep_instruction, keep_right), (checks.check_keep_instruction, keep_own_rouge),
     (checks.check_keep_instruction, keep_loops),
+    (checks.check_instruction_round, round_right), (checks.check_instruction_round, round_comprehension),
     (checks.check_sft_labels, labels_right), (checks.check_sft_labels, labels_by_position),
     (checks.check_sft_labels, labels_tensors), (checks.check_sft_labels, labels_numpy_batch),
 ]
@@ -396,6 +493,16 @@ WRONG = [
     (checks.check_keep_instruction, keep_max_crash, "your code raised ValueError"),
     (checks.check_keep_instruction, keep_tensor, "got a tensor"),
     (checks.check_keep_instruction, keep_none_when_kept, "every path"),
+    (checks.check_instruction_round, round_no_pool_add, "add each kept instruction to the pool"),
+    (checks.check_instruction_round, round_eight_seeds, "the prompt showed 0 generated instruction(s), not 2"),
+    (checks.check_instruction_round, round_global_random, "sample with the rng you are given"),
+    (checks.check_instruction_round, round_fixed_seed, "called generate with seed 0"),
+    (checks.check_instruction_round, round_seed_first, "sample with the rng you are given"),
+    (checks.check_instruction_round, round_first_only, "parse_instructions(text) gives all of them"),
+    (checks.check_instruction_round, round_no_filter, "which check_instruction rejects (keyword)"),
+    (checks.check_instruction_round, round_english_only, "should start with the 'zh' header"),
+    (checks.check_instruction_round, round_pool_gets_all, "only the kept instructions join it"),
+    (checks.check_instruction_round, round_reasons_missing, "the (instruction, reason) pairs"),
     (checks.check_sft_labels, labels_unmasked, "the prompt is not masked"),
     (checks.check_sft_labels, labels_unshifted, "y is not shifted"),
     (checks.check_sft_labels, labels_first_response_masked, "the first response token is masked"),
@@ -411,5 +518,5 @@ WRONG = [
     (checks.check_sft_labels, labels_only_y, "must return a pair (x, y)"),
 ]
 
-CHECKERS = (checks.check_lcs, checks.check_keep_instruction, checks.check_sft_labels)
+CHECKERS = (checks.check_lcs, checks.check_keep_instruction, checks.check_instruction_round, checks.check_sft_labels)
 

@@ -1,5 +1,5 @@
 """Checkers of chapter 05 (instruction data): the longest common subsequence, the instruction filter,
-the SFT labels.
+one Self-Instruct round, the SFT labels.
 
 Each one tries several inputs chosen so that the usual mistakes give a different result from the
 right answer, and names the mistake: by the value that mistake gives (``likely_cause``), or, for the
@@ -13,7 +13,9 @@ import random
 import numpy as np
 import torch
 
-from ..rouge import lcs_length, rouge_l, tokenize
+from ..rouge import RougeIndex, lcs_length, rouge_l, tokenize
+from ..self_instruct import (HEADER, Task, check_instruction, instruction_prompt, parse_instructions,
+                             sample_instructions)
 from .common import StudentCodeError, int_answer, likely_cause, run_check
 
 
@@ -172,6 +174,103 @@ def check_keep_instruction(keep_instruction) -> bool:
                 score = max((rouge_l(text, p) for p in pool), default=0.0)
                 raise AssertionError(f"{call} should be {want}, got {got}: {why.format(score=score)}")
     return run_check("Exercise: the instruction filter", test, keep_instruction)
+
+
+# ----------------------------------------------------------------------------- one Self-Instruct round
+_SEEDS = [Task(t) for t in ("Give three tips for a good night's sleep.", "Rewrite the sentence in the passive voice.",
+                            "Which of the two animals is larger?", "Summarize the paragraph in one sentence.",
+                            "Suggest a name for a new bakery.", "Explain what a leap year is.",
+                            "Sort the numbers from small to large.", "Translate the greeting into French.",
+                            "给出三个节约用水的好办法。")]
+_GENERATED = [Task(t, origin="generated") for t in ("Plan a picnic for four friends.", "Name a river in Africa.",
+                                                    "Write a riddle about the moon.")]
+# what the scripted generator adds after 'Task 9: ': one to keep, its near-copy (caught only if the
+# first joined the pool), a keyword, a bad start, a seed's duplicate, and one more to keep
+_CONTINUATION = (" Explain how volcanoes erupt.\nTask 10: Explain how volcanoes erupt quickly.\nTask 11: Describe the "
+                 "image below.\nTask 12: - List three rivers.\nTask 13: Suggest a name for a new bakery.\nTask 14: "
+                 "Write a haiku about the winter moon.\n")
+
+
+def _reference_round(seed_tasks, generated, pool, rng, lang):
+    shown = sample_instructions(seed_tasks, generated, rng)
+    seed = rng.randrange(2**31)
+    kept, rejected = [], []
+    for ins in parse_instructions(_CONTINUATION):
+        reason, _ = check_instruction(ins, pool)
+        if reason is None:
+            kept.append(ins)
+            pool.add(ins)
+        else:
+            rejected.append((ins, reason))
+    return instruction_prompt(shown, lang), seed, kept, rejected
+
+
+def _round_case(answer, seed_tasks, generated, lang, rng_seed):
+    calls = []
+
+    def generate(prompt, max_new_tokens, seed):
+        calls.append((prompt, max_new_tokens, seed))
+        return _CONTINUATION
+
+    pool = RougeIndex(t.instruction for t in seed_tasks + generated)
+    n_pool = len(pool)
+    call = f"self_instruct_round(generate, {len(seed_tasks)} seed tasks, {len(generated)} generated, pool, " \
+           f"random.Random({rng_seed}), {lang!r})"
+    got = _on(call, answer, generate, seed_tasks, generated, pool, random.Random(rng_seed), lang)
+    ref_pool = RougeIndex(t.instruction for t in seed_tasks + generated)
+    prompt, seed, kept, rejected = _reference_round(seed_tasks, generated, ref_pool, random.Random(rng_seed), lang)
+    assert len(calls) == 1, f"{call} called generate {len(calls)} times: one round is one call to the generator"
+    shown_prompt, max_new_tokens, shown_seed = calls[0]
+    n_shown = shown_prompt.count("\n") - shown_prompt.startswith(HEADER[lang]) * HEADER[lang].count("\n")
+    from_generated = sum(t.instruction in shown_prompt for t in generated)
+    want_generated = min(2, len(generated))
+    assert from_generated == want_generated, (
+        f"{call}: the prompt showed {from_generated} generated instruction(s), not {want_generated}: "
+        f"show 6 seed and 2 generated ones, sample_instructions(seed_tasks, generated, rng) (seed tasks fill in "
+        f"while fewer than 2 have been generated)")
+    assert shown_prompt.startswith(HEADER[lang]), (
+        f"{call}: the prompt should start with the {lang!r} header {HEADER[lang]!r}: "
+        f"instruction_prompt(shown, lang)")
+    assert shown_prompt == prompt, (
+        f"{call}: the prompt is not instruction_prompt(sample_instructions(seed_tasks, generated, rng), lang) "
+        f"with this rng: sample with the rng you are given (not the random module), before anything else draws "
+        f"from it, and pass lang on")
+    assert max_new_tokens == 48, f"{call} asked for {max_new_tokens} new tokens: ask generate for 48"
+    assert shown_seed == seed, (
+        f"{call} called generate with seed {shown_seed!r}: draw it from the same rng, rng.randrange(2**31), right "
+        f"after sampling, so that a round is reproducible from its rng")
+    assert isinstance(got, tuple) and len(got) == 2, f"{call} returned {got!r}: return the pair (kept, rejected)"
+    got_kept, got_rejected = list(got[0]), list(got[1])
+    if len(got_kept) + len(got_rejected) < len(kept) + len(rejected):
+        raise AssertionError(
+            f"{call} looked at {len(got_kept) + len(got_rejected)} of the {len(kept) + len(rejected)} instructions "
+            f"in the generator's continuation: parse_instructions(text) gives all of them, filter each one")
+    for ins in ("Describe the image below.", "- List three rivers.", "Suggest a name for a new bakery."):
+        assert ins not in got_kept, (f"{call} kept {ins!r}, which check_instruction rejects "
+                                     f"({check_instruction(ins, RougeIndex(t.instruction for t in seed_tasks))[0]}): "
+                                     f"keep an instruction only when check_instruction(instruction, pool)[0] is None")
+    if "Explain how volcanoes erupt quickly." in got_kept:
+        raise AssertionError(
+            f"{call} kept 'Explain how volcanoes erupt quickly.', a near-copy (ROUGE-L 0.89) of 'Explain how volcanoes "
+            f"erupt.' kept just before it in the same round: add each kept instruction to the pool (pool.add) "
+            f"before checking the next one")
+    assert got_kept == kept, f"{call} kept {got_kept}, expected {kept}"
+    assert [tuple(r) for r in got_rejected] == rejected, (
+        f"{call} rejected {got_rejected}; expected the (instruction, reason) pairs {rejected}, the reason as "
+        f"check_instruction gives it")
+    assert len(pool) == n_pool + len(kept) and pool.texts[n_pool:] == kept, (
+        f"{call}: afterwards the pool holds {pool.texts[n_pool:]} more; only the kept instructions join it, "
+        f"in the order they were kept")
+
+
+def check_instruction_round(self_instruct_round) -> bool:
+    """self_instruct_round(generate, seed_tasks, generated, pool, rng, lang) -> (kept, rejected)."""
+    def test(answer):
+        for generated, lang, rng_seed in [(_GENERATED, "en", 7), (_GENERATED, "en", 8), (_GENERATED[:1], "en", 3),
+                                          ([], "en", 1), (_GENERATED, "zh", 5)]:
+            seeds = _SEEDS if lang == "en" else _SEEDS[:6] + [_SEEDS[-1]]
+            _round_case(answer, seeds, list(generated), lang, rng_seed)
+    return run_check("Exercise: one Self-Instruct round", test, self_instruct_round)
 
 
 # ----------------------------------------------------------------------------- the SFT labels
