@@ -29,6 +29,7 @@ import torch
 from . import corpus
 from .checkpoints import load_course_model
 from .device import cpu_threads, pick_device
+from .generators import LMGenerator
 from .icl import icl_accuracy, icl_predict, perturb_labels
 from .lm import CourseLM
 from .position_models import (POSITIONS_FINETUNE_STEPS, POSITIONS_SEED, POSITIONS_STEPS, measure_shipped,
@@ -37,6 +38,7 @@ from .prefix import fold_prefix
 from .pretrain import SEED, capability_report, pretrain
 from .prompting import PromptClassifier, PromptEnsemble
 from .sft import sft
+from .teach_formats import corpus_tasks, measure_self_instruct, teach_formats
 from .tasks import (ALPHAS, NEW_VERBALIZERS, PEFT_METHODS, PROMPT_INITS, RANKS, energy_shares, instruction_scores,
                     instruction_split, lora_grid_run, mapping_tasks, peft_run, prompt_init_run, template_task,
                     truncated_update)
@@ -515,6 +517,20 @@ def sft_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size):
         sft(model, tokenizer, train_records, cfg, batch_size=batch_size, seed=seed, device=device, **switches)
         results[name] = instruction_scores(model, tokenizer, test_records)[1]
     return results
+
+
+SELF_INSTRUCT_CONFIG = dict(teach_steps=40, rounds=40)
+
+
+@experiment("05", "self_instruct", "Self-Instruct with the course model taught the formats: counts per stage, "
+            "well-formed share with and without the filters, classification identification", seeds=(0, 1, 2, 3, 4),
+            **SELF_INSTRUCT_CONFIG)
+def self_instruct_seeds(seed, device, teach_steps, rounds):
+    model, tokenizer = load_course_model(device)
+    teach_formats(model, tokenizer, corpus_tasks(120, seed=0), steps=teach_steps, batch_size=8, lr=3e-3, seed=seed,
+                  device=device)
+    generator = LMGenerator(CourseLM(model, tokenizer, unknown="bytes"))
+    return {"taught generator": measure_self_instruct(generator, rounds, seed)}
 
 
 # ----------------------------------------------------------------------------- command line

@@ -455,3 +455,25 @@ def test_the_alphabet_is_read_off_the_generators_phrasings(monkeypatch):
     monkeypatch.setitem(corpus.INSTRUCTIONS, "reverse", ("把这个词倒过来写给龙看。", "Write this word backwards."))
     assert "龙" in corpus.alphabet()
     assert "{" not in corpus.alphabet()                      # placeholders are not characters the corpus writes
+
+
+def test_instruction_phrasings_say_one_content_in_every_wording():
+    for task in corpus.INSTRUCTION_TASKS:
+        for lang in corpus.LANGS:
+            wordings = corpus.INSTRUCTION_PHRASINGS[task][lang]
+            assert wordings[0] == corpus.INSTRUCTIONS[task][lang == "en"] and len(set(wordings)) == len(wordings)
+            said = []
+            for phrasing in list(range(len(wordings))) + ["held out"]:
+                r = corpus.instruction_example(random.Random(5), lang, task, phrasing)
+                said.append(r)
+            assert len({(r["input"], r["output"]) for r in said if task != "list"}) <= 1       # one content
+            assert said[-1] == said[-2]                                                        # "held out" is the last
+            rng = random.Random(0)
+            trained = {corpus.instruction_example(rng, lang, task, "train")["instruction"] for _ in range(60)}
+            assert len(trained) > 1
+            if "{" not in wordings[-1]:                  # list and add fill numbers into their wordings
+                assert wordings[-1] not in trained and trained <= set(wordings[:-1])
+    assert corpus.instruction_example(random.Random(1)) == corpus.instruction_example(random.Random(1), phrasing=0)
+    for bad in (4, -1, True, "seen", 1.0):
+        with pytest.raises(ValueError, match="phrasing must be one of"):
+            corpus.instruction_example(random.Random(0), "en", "add", bad)

@@ -167,6 +167,17 @@ def test_generate_many_equals_one_prompt_at_a_time(course):
         course.generate_many(["我"], 3, temperature=1.0, top_k=0)
 
 
+def test_generate_ids_keeps_the_end_token(course):
+    prompts = ["苹果是一种", "I feel"]
+    ids = course.generate_ids(prompts, max_new_tokens=8)
+    assert [course.decode(i) for i in ids] == course.generate_many(prompts, max_new_tokens=8)
+    assert all(len(i) == 8 for i in ids)
+    stopped = [i for i in ids if course.eos_id in i]
+    assert all(set(i[i.index(course.eos_id):]) == {course.eos_id} for i in stopped)   # then only the end token
+    with pytest.raises(TypeError, match="list of strings"):
+        course.generate_ids("苹果是一种")
+
+
 def test_the_base_class_is_an_interface_only():
     with pytest.raises(NotImplementedError):
         CausalLM(torch.nn.Linear(2, 2), None).encode("a")

@@ -4,7 +4,8 @@ import torch
 
 from llmtap import corpus
 from llmtap.model import GPT, GPTConfig
-from llmtap.tasks import (PEFT_METHODS, PROMPT_INITS, activation_bytes, energy_shares, fine_tune, prompt_init_run, instruction_scores,
+import llmtap.tasks as tasks_module
+from llmtap.tasks import (INSTRUCTION_METRICS, PEFT_METHODS, PROMPT_INITS, activation_bytes, energy_shares, fine_tune, prompt_init_run, instruction_scores,
                           instruction_split, mapping_tasks, peft_run, template_task, truncated_update)
 
 
@@ -92,13 +93,49 @@ def test_instruction_split_holds_out_whole_contents_in_every_wording():
     assert not {key(r) for r in bigger_train} & {key(r) for r in test}
 
 
-def test_instruction_scores_mean_over_tasks(course):
+def test_instruction_scores_by_task_and_wording(course):
     _, test = instruction_split(draws=300, per_task=2)
     answers, scores = instruction_scores(course.model, course.tokenizer, test, max_new_tokens=4)
-    assert len(answers) == len(test) and set(scores) == set(corpus.INSTRUCTION_TASKS) | {"all"}
-    tasks = [t for t in scores if t != "all"]
-    assert scores["all"]["ROUGE-L"] == pytest.approx(sum(scores[t]["ROUGE-L"] for t in tasks) / len(tasks))
-    assert all(0 <= v[m] <= 1 for v in scores.values() for m in v)
+    assert len(answers) == len(test)
+    tasks = list(corpus.INSTRUCTION_TASKS)
+    assert set(scores) == {f"{m} {t} {p}" for m in INSTRUCTION_METRICS for t in tasks + ["all"]
+                           for p in ("seen", "held out", "both")}
+    for m in INSTRUCTION_METRICS:
+        assert scores[f"{m} all both"] == pytest.approx(sum(scores[f"{m} {t} both"] for t in tasks) / len(tasks))
+    assert all(0 <= v <= 1 for v in scores.values())
+    assert scores["stops all both"] == 0.0          # the base model never ends an answer within 4 tokens
+
+
+def test_instruction_scores_read_the_stop_and_the_first_line(monkeypatch):
+    """A stand-in for CourseLM: for input a it answers 'positive' and stops; for b it runs on after a
+    newline; for c it runs on without one."""
+    from llmtap.instruct import Record
+    replies = {"a": "positive", "b": "positive\nInstruction: more", "c": "positiver, fox"}
+
+    class ScriptedLM:
+        eos_id = 2
+
+        def __init__(self, model, tokenizer):
+            pass
+
+        def generate_ids(self, prompts, max_new_tokens):
+            inputs = [p.split("Input: ")[1][0] for p in prompts]
+            return [[ord(ch) for ch in replies[x]] + ([self.eos_id] if x == "a" else []) for x in inputs]
+
+        def decode(self, ids):
+            return "".join(chr(i) for i in ids if i != self.eos_id)
+
+    class Model:
+        def eval(self):
+            return self
+
+    monkeypatch.setattr(tasks_module, "CourseLM", ScriptedLM)
+    records = [Record("Is it good?", x, "positive", meta={"task": "sentiment", "phrasing": p})
+               for x, p in [("a", "seen"), ("b", "held out"), ("c", "seen")]]
+    _, scores = instruction_scores(Model(), None, records)
+    assert scores["exact match sentiment seen"] == 0.5 and scores["exact match sentiment held out"] == 0.0
+    assert scores["first line sentiment held out"] == 1.0 and scores["first line sentiment seen"] == 0.5
+    assert scores["stops sentiment seen"] == 0.5 and scores["stops sentiment both"] == pytest.approx(1 / 3)
 
 
 def test_bad_inputs_say_what_to_change():

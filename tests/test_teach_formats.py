@@ -7,8 +7,9 @@ import torch
 from llmtap.model import GPT, GPTConfig
 from llmtap.self_instruct import Task, instruction_prompt, parse_instances, parse_instructions, parse_yes_no
 from llmtap import corpus
-from llmtap.teach_formats import (check_world_instance, check_world_task, corpus_tasks, format_documents,
-                                  recognise_task, teach_formats)
+from llmtap.self_instruct import load_seed_tasks
+from llmtap.teach_formats import (STAGES, check_world_instance, check_world_task, corpus_tasks, format_documents,
+                                  measure_self_instruct, recognise_task, teach_formats, well_formed_share)
 from llmtap.tokenizer import Tokenizer
 from llmtap.train import collate_completions
 
@@ -137,3 +138,24 @@ def test_world_check_names_what_is_wrong():
     sentiment = "Is the feeling of this sentence positive, neutral or negative?"
     assert check_world_task(Task(sentiment, [(e.text, e.label)])) is None
     assert check_world_task(Task(sentiment, [(e.text, wrong)])) == "wrong feeling"
+
+
+def test_measure_self_instruct_counts_both_pools_and_stage_two():
+    def sums(prompt, max_new_tokens, seed):          # always the same two sums, always "No", always 20
+        if prompt.endswith("Input:"):
+            return " (none)\nOutput: 20\n\n"
+        if prompt.endswith(("Classification:", "分类任务:")):
+            return " No"
+        return " What is 16 plus 4?\nTask 10: What is 2 plus 2?\n"
+
+    m = measure_self_instruct(sums, rounds=3)
+    assert set(m) == {f"{p}: {s}" for p in ("filtered", "unfiltered") for s in STAGES} | {
+        "filtered: well-formed share", "unfiltered: well-formed share",
+        "classification identified, corpus tasks", "classification identified, seed tasks"}
+    assert m["filtered: tasks kept"] == 2 and m["filtered: rejected: duplicate"] == 4      # rounds 2 and 3 repeat
+    assert m["unfiltered: tasks kept"] == 6
+    assert m["filtered: well-formed share"] == m["unfiltered: well-formed share"] == 0.5   # 16 + 4 = 20, 2 + 2 != 20
+    corpus, seeds = corpus_tasks(120, seed=0), load_seed_tasks()
+    assert m["classification identified, corpus tasks"] == sum(not t.is_classification for t in corpus) / len(corpus)
+    assert m["classification identified, seed tasks"] == sum(not t.is_classification for t in seeds) / len(seeds)
+    assert well_formed_share([]) == (0.0, {})
