@@ -65,12 +65,14 @@ def encode_sft(records, tokenizer: Tokenizer, max_len: int | None = None) -> lis
 
 def sft(model, tokenizer: Tokenizer, records, cfg: TrainConfig | None = None, batch_size: int = 16,
         lora: dict | None = None, seed: int = 0, device=None, on_log=None, mask_prompt: bool = True,
-        eos: bool = True) -> dict:
+        eos: bool = True, group_by_length: bool = True, collate=None) -> dict:
     """Supervised fine-tuning of the course model on ``records``, the loss on response tokens only.
 
     Two switches show what the usual choices do: ``mask_prompt=False`` puts the loss on the
     prompt's tokens too (``labels = input_ids``); ``eos=False`` leaves <eos> off the responses, so
-    the model is never shown where an answer ends.
+    the model is never shown where an answer ends. ``group_by_length`` batches records of similar
+    length together (``completion_batches``): the same records, far less padding. ``collate(rows,
+    pad_id) -> (x, y)`` builds the batches instead of ``llmtap.train.collate_completions``.
 
     Full fine-tuning by default; ``lora={"target_modules": [...], "r": 8, "alpha": 16}`` first wraps
     those layers with LoRA (``llmtap.lora.add_lora``) and trains only them. ``model`` is changed
@@ -85,7 +87,8 @@ def sft(model, tokenizer: Tokenizer, records, cfg: TrainConfig | None = None, ba
     encode_sft(records, tokenizer, max_len=model.config.block_size)      # refuses over-long records
     cfg = cfg or TrainConfig(steps=200, lr=1e-3, min_lr=1e-4, warmup_steps=10, log_every=20, progress=False)
     torch.manual_seed(seed)
-    batches = completion_batches(tokenizer, sft_pairs(records), batch_size, seed, eos=eos, mask_prompt=mask_prompt)
+    batches = completion_batches(tokenizer, sft_pairs(records), batch_size, seed, eos=eos, mask_prompt=mask_prompt,
+                                 group_by_length=group_by_length, collate=collate)
     return train(model, batches, cfg, on_log=on_log, device=device)
 
 

@@ -87,19 +87,32 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- batches for fine-tuning
+LENGTH_GROUP = 32      # batches drawn at once by completion_batches(group_by_length=True)
+
+
 def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int = 0, eos: bool = False,
-                       mask_prompt: bool = True) -> Iterator:
+                       mask_prompt: bool = True, group_by_length: bool = False, collate=None) -> Iterator:
     """Endless (x, y) batches from (prompt, completion) text pairs, for fine-tuning.
 
     Each row is <bos> prompt completion, right-padded; the targets y are -100 (ignored by the
     loss) everywhere except at the completion's tokens, so the model learns to answer, not to
     reproduce the prompt (``mask_prompt=False`` trains on the prompt's tokens too, as
     ``labels = input_ids`` does). ``eos=True`` ends every completion with <eos>, so that the
-    model also learns where to stop."""
+    model also learns where to stop.
+
+    ``group_by_length=True`` draws ``LENGTH_GROUP`` batches' worth of rows at once, sorts them by
+    length, cuts them into batches and serves those in random order: the rows of a batch are about
+    as long as each other, so little of it is padding (a batch is as long as its longest row).
+    ``collate(rows, pad_id) -> (x, y)`` replaces ``collate_completions`` as the batch builder (a
+    student's own, say); it must mask the prompt itself."""
     pairs = list(pairs)
     if not pairs:
         raise ValueError("pairs is empty; give (prompt, completion) text pairs")
     positive_int(batch_size, "batch_size")
+    if collate is not None and not callable(collate):
+        raise TypeError(f"collate must be callable as collate(rows, pad_id) -> (x, y), got {type(collate).__name__}")
+    if collate is not None and not mask_prompt:
+        raise ValueError("collate builds the labels itself, mask or not: give collate or mask_prompt=False, not both")
     for i, pair in enumerate(pairs):
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
             raise ValueError(f"pair {i} is {pair!r}; each pair must be (prompt, completion), two strings")
@@ -107,9 +120,16 @@ def completion_batches(tokenizer: Tokenizer, pairs, batch_size: int, seed: int =
             raise ValueError(f"pair {i} has an empty completion: there would be nothing to learn from it")
     encoded = [(tokenizer.encode(p, bos=True), tokenizer.encode(c, eos=eos)) for p, c in pairs]
     rng = random.Random(seed)
+    group = LENGTH_GROUP if group_by_length else 1
     while True:
-        rows = [encoded[rng.randrange(len(encoded))] for _ in range(batch_size)]
-        yield collate_completions(rows, tokenizer.pad_id, mask_prompt)
+        rows = [encoded[rng.randrange(len(encoded))] for _ in range(batch_size * group)]
+        if group_by_length:
+            rows.sort(key=lambda row: len(row[0]) + len(row[1]))
+        batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+        rng.shuffle(batches)
+        for batch in batches:
+            yield collate_completions(batch, tokenizer.pad_id, mask_prompt) if collate is None else \
+                collate(batch, tokenizer.pad_id)
 
 
 def collate_completions(rows, pad_id: int, mask_prompt: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

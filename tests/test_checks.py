@@ -32,7 +32,7 @@ TITLES = {
     checks.check_lcs: "Exercise: longest common subsequence",
     checks.check_keep_instruction: "Exercise: the instruction filter",
     checks.check_instruction_round: "Exercise: one Self-Instruct round",
-    checks.check_sft_labels: "Exercise: SFT labels",
+    checks.check_sft_batch: "Exercise: the SFT batch",
 }
 BANKS = [f"test_checks_ch{n:02d}" for n in range(6)]
 

@@ -8,7 +8,6 @@ import functools
 import re
 
 import numpy as np
-import pytest
 import torch
 
 from llmtap import checks
@@ -271,92 +270,160 @@ def keep_none_when_kept(instruction, pool):   # forgets the final return True
         return False
 
 
-# ----------------------------------------------------------------------------- SFT labels
-def labels_right(p, c):
-    ids = p + c
-    return ids[:-1], [-100] * (len(p) - 1) + c
+# ----------------------------------------------------------------------------- the SFT batch
+def batch_right(rows, pad_id):
+    T = max(len(p) + len(c) for p, c in rows) - 1
+    x = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    y = torch.full((len(rows), T), -100, dtype=torch.long)
+    for b, (p, c) in enumerate(rows):
+        ids = torch.tensor(p + c)
+        x[b, :len(ids) - 1] = ids[:-1]
+        y[b, len(p) - 1:len(ids) - 1] = ids[len(p):]
+    return x, y
 
 
-def labels_by_position(p, c):                 # y[t] written from its definition, as tuples in a list
-    ids = p + c
-    return [tuple(ids[:-1]), tuple(ids[t + 1] if t + 1 >= len(p) else -100 for t in range(len(ids) - 1))]
+def batch_numpy(rows, pad_id):                # numpy arrays, the labels written from their definition
+    T = max(len(p) + len(c) for p, c in rows) - 1
+    x, y = np.full((len(rows), T), pad_id), np.full((len(rows), T), -100)
+    for b, (p, c) in enumerate(rows):
+        ids = p + c
+        for t in range(len(ids) - 1):
+            x[b, t] = ids[t]
+            y[b, t] = ids[t + 1] if t + 1 >= len(p) else -100
+    return x, y
 
 
-def labels_tensors(p, c):                     # long tensors, the labels masked by position
-    ids = torch.tensor(p + c)
-    y = ids[1:].clone()
-    y[:len(p) - 1] = -100
-    return ids[:-1], y
+def batch_lists(rows, pad_id):                # nested Python lists, padded by hand
+    T = max(len(p) + len(c) for p, c in rows) - 1
+    xs, ys = [], []
+    for p, c in rows:
+        n = len(p) + len(c) - 1
+        xs.append((p + c)[:-1] + [pad_id] * (T - n))
+        ys.append([-100] * (len(p) - 1) + c + [-100] * (T - n))
+    return xs, ys
 
 
-def labels_numpy_batch(p, c):                 # numpy, as a batch of one row
-    ids = np.array([p + c])
-    y = np.where(np.arange(1, ids.shape[1]) < len(p), -100, ids[:, 1:])
-    return ids[:, :-1], y
+def batched(one_row):
+    """A batch padded the right way around rows that one_row(p, c) -> (x, y) gets wrong."""
+    def answer(rows, pad_id):
+        pairs = [one_row(list(p), list(c)) for p, c in rows]
+        T = max(len(x) for x, _ in pairs)
+        x = torch.full((len(rows), T), pad_id, dtype=torch.long)
+        y = torch.full((len(rows), T), -100, dtype=torch.long)
+        for b, (xr, yr) in enumerate(pairs):
+            x[b, :len(xr)] = torch.tensor(xr)
+            y[b, :len(yr)] = torch.tensor(yr)
+        return x, y
+    answer.__name__ = one_row.__name__
+    return answer
 
 
-def labels_unmasked(p, c):
+@batched
+def batch_unmasked(p, c):
     ids = p + c
     return ids[:-1], ids[1:]
 
 
-def labels_unshifted(p, c):
+@batched
+def batch_unshifted(p, c):
     ids = p + c
     return ids[:-1], [-100] * len(p) + c[:-1]
 
 
-def labels_first_response_masked(p, c):
+@batched
+def batch_first_response_masked(p, c):
     ids = p + c
     return ids[:-1], [-100] * len(p) + c[1:]
 
 
-def labels_shifted_twice(p, c):
+@batched
+def batch_shifted_twice(p, c):
     ids = p + c
     y = [-100] * (len(p) - 1) + c
     return ids[:-1], y[1:] + [-100]
 
 
-def labels_eos_untrained(p, c):               # the end token's label masked like padding
-    ids = p + c
-    return ids[:-1], [-100] * (len(p) - 1) + c[:-1] + [-100]
-
-
-def labels_last_prompt_trained(p, c):
+@batched
+def batch_last_prompt_trained(p, c):
     ids = p + c
     return ids[:-1], [-100] * (len(p) - 2) + ids[len(p) - 1:]
 
 
-def labels_by_value(p, c):                    # masks the ids that occur in the prompt
+@batched
+def batch_by_value(p, c):                     # masks the ids that occur in the prompt
     ids = p + c
     return ids[:-1], [-100 if t in p else t for t in ids[1:]]
 
 
-def labels_masked_with_zero(p, c):
+@batched
+def batch_masked_with_zero(p, c):
     ids = p + c
     return ids[:-1], [0] * (len(p) - 1) + c
 
 
-def labels_hf_style(p, c):                    # the whole sequence and same-length labels
-    return p + c, [-100] * len(p) + c
+def batch_mask_where_pad(rows, pad_id):       # labels = shifted inputs, then every pad id masked: also <eos> when pad == eos
+    x, y = batch_right(rows, pad_id)
+    full = torch.full((len(rows), x.shape[1] + 1), pad_id)
+    for b, (p, c) in enumerate(rows):
+        full[b, :len(p) + len(c)] = torch.tensor(p + c)
+        y[b] = full[b, 1:]
+        y[b, :len(p) - 1] = -100
+    y[y == pad_id] = -100
+    return x, y
 
 
-def labels_swapped(p, c):
-    x, y = labels_right(p, c)
+def batch_padding_labelled(rows, pad_id):     # the padding's labels are the pad id
+    x, y = batch_right(rows, pad_id)
+    for b, (p, c) in enumerate(rows):
+        y[b, len(p) + len(c) - 1:] = pad_id
+    return x, y
+
+
+def batch_left_padded(rows, pad_id):
+    x, y = batch_right(rows, pad_id)
+    for b, (p, c) in enumerate(rows):
+        n = len(p) + len(c) - 1
+        x[b] = torch.roll(x[b], x.shape[1] - n)
+        y[b] = torch.roll(y[b], x.shape[1] - n)
+    return x, y
+
+
+def batch_full_length(rows, pad_id):          # T = the longest sequence, one too many
+    x, y = batch_right(rows, pad_id)
+    return (torch.cat([x, torch.full((len(rows), 1), pad_id)], 1), torch.cat([y, torch.full((len(rows), 1), -100)], 1))
+
+
+def batch_ragged(rows, pad_id):               # rows of their own lengths, never padded
+    return [(p + c)[:-1] for p, c in rows], [[-100] * (len(p) - 1) + c for p, c in rows]
+
+
+def batch_float(rows, pad_id):
+    x, y = batch_right(rows, pad_id)
+    return x, y.float()
+
+
+def batch_in_place(rows, pad_id):             # extends the caller's prompt lists
+    for p, c in rows:
+        p += c
+    T = max(len(p) for p, _ in rows) - 1
+    x = torch.full((len(rows), T), pad_id)
+    y = torch.full((len(rows), T), -100)
+    for b, (p, c) in enumerate(rows):
+        x[b, :len(p) - 1] = torch.tensor(p[:-1])
+        y[b, len(p) - len(c) - 1:len(p) - 1] = torch.tensor(c)
+    return x, y
+
+
+def batch_x_padded_with_ignore(rows, pad_id):
+    x, y = batch_right(rows, pad_id)
+    for b, (p, c) in enumerate(rows):
+        x[b, len(p) + len(c) - 1:] = -100
+    return x, y
+
+
+def batch_swapped(rows, pad_id):
+    x, y = batch_right(rows, pad_id)
     return y, x
-
-
-def labels_in_place(p, c):                    # extends the caller's prompt list
-    p += c
-    return p[:-1], [-100] * (len(p) - len(c) - 1) + c
-
-
-def labels_float_tensor(p, c):
-    x, y = labels_right(p, c)
-    return torch.tensor(x), torch.tensor(y, dtype=torch.float32)
-
-
-def labels_only_y(p, c):
-    return labels_right(p, c)[1]
 
 
 # ----------------------------------------------------------------------------- one Self-Instruct round
@@ -458,8 +525,7 @@ RIGHT = [
     (checks.check_keep_instruction, keep_right), (checks.check_keep_instruction, keep_own_rouge),
     (checks.check_keep_instruction, keep_loops),
     (checks.check_instruction_round, round_right), (checks.check_instruction_round, round_comprehension),
-    (checks.check_sft_labels, labels_right), (checks.check_sft_labels, labels_by_position),
-    (checks.check_sft_labels, labels_tensors), (checks.check_sft_labels, labels_numpy_batch),
+    (checks.check_sft_batch, batch_right), (checks.check_sft_batch, batch_numpy), (checks.check_sft_batch, batch_lists),
 ]
 
 WRONG = [
@@ -503,20 +569,23 @@ WRONG = [
     (checks.check_instruction_round, round_english_only, "should start with the 'zh' header"),
     (checks.check_instruction_round, round_pool_gets_all, "only the kept instructions join it"),
     (checks.check_instruction_round, round_reasons_missing, "the (instruction, reason) pairs"),
-    (checks.check_sft_labels, labels_unmasked, "the prompt is not masked"),
-    (checks.check_sft_labels, labels_unshifted, "y is not shifted"),
-    (checks.check_sft_labels, labels_first_response_masked, "the first response token is masked"),
-    (checks.check_sft_labels, labels_shifted_twice, "shifted twice"),
-    (checks.check_sft_labels, labels_eos_untrained, "the end token is not trained"),
-    (checks.check_sft_labels, labels_last_prompt_trained, "the last prompt token is trained"),
-    (checks.check_sft_labels, labels_by_value, "masked by token value"),
-    (checks.check_sft_labels, labels_masked_with_zero, "mask with -100"),
-    (checks.check_sft_labels, labels_hf_style, "without its last token"),
-    (checks.check_sft_labels, labels_swapped, "swapped"),
-    (checks.check_sft_labels, labels_in_place, "in place"),
-    (checks.check_sft_labels, labels_float_tensor, "must be an int"),
-    (checks.check_sft_labels, labels_only_y, "must return a pair (x, y)"),
+    (checks.check_sft_batch, batch_unmasked, "the prompt is not masked"),
+    (checks.check_sft_batch, batch_unshifted, "y is not shifted"),
+    (checks.check_sft_batch, batch_first_response_masked, "the first response token is masked"),
+    (checks.check_sft_batch, batch_shifted_twice, "shifted twice"),
+    (checks.check_sft_batch, batch_last_prompt_trained, "the last prompt token is trained"),
+    (checks.check_sft_batch, batch_by_value, "masked by token value"),
+    (checks.check_sft_batch, batch_masked_with_zero, "mask with -100"),
+    (checks.check_sft_batch, batch_mask_where_pad, "the end token is not trained"),
+    (checks.check_sft_batch, batch_padding_labelled, "a label of it would be trained"),
+    (checks.check_sft_batch, batch_left_padded, "padded on the left"),
+    (checks.check_sft_batch, batch_full_length, "T = max(len(p) + len(c)) - 1"),
+    (checks.check_sft_batch, batch_ragged, "pad every row to the longest"),
+    (checks.check_sft_batch, batch_float, "must hold integers"),
+    (checks.check_sft_batch, batch_in_place, "in place"),
+    (checks.check_sft_batch, batch_x_padded_with_ignore, "should be the padding id"),
+    (checks.check_sft_batch, batch_swapped, "swapped"),
 ]
 
-CHECKERS = (checks.check_lcs, checks.check_keep_instruction, checks.check_instruction_round, checks.check_sft_labels)
+CHECKERS = (checks.check_lcs, checks.check_keep_instruction, checks.check_instruction_round, checks.check_sft_batch)
 

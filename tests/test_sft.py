@@ -67,6 +67,24 @@ def test_eos_false_leaves_the_stop_untrained():
     assert y_eos.shape[1] == y.shape[1] + 1
 
 
+def test_grouping_by_length_pads_less_and_is_seeded():
+    pairs = [("Instruction: " + "x" * n, "y" * (1 + n % 3)) for n in range(1, 40)]
+    tok = Tokenizer.from_text("Instruction: xy")
+    plain = completion_batches(tok, pairs, batch_size=4, seed=0)
+    grouped = completion_batches(tok, pairs, batch_size=4, seed=0, group_by_length=True)
+    padding = lambda batch: (batch[0] == tok.pad_id).float().mean().item()
+    plain_batches = [next(plain) for _ in range(64)]
+    grouped_batches = [next(grouped) for _ in range(64)]      # two groups of 32 batches
+    assert sum(map(padding, grouped_batches)) < 0.5 * sum(map(padding, plain_batches))
+    rows = lambda batches: sorted(tuple(r[r != tok.pad_id].tolist()) for x, _ in batches for r in x)
+    assert len(rows(grouped_batches)) == len(rows(plain_batches)) == 256
+    again = completion_batches(tok, pairs, batch_size=4, seed=0, group_by_length=True)
+    assert all(torch.equal(next(again)[1], y) for _, y in grouped_batches)                  # seeded
+    lengths = [x.shape[1] for x, _ in grouped_batches]
+    assert len(set(lengths)) > 8                               # batches of many lengths, in random order
+    assert lengths != sorted(lengths)
+
+
 def test_completion_batches_eos_matches_collate_completions():
     x, y = next(completion_batches(TOKENIZER, sft_pairs(RECORDS[:1]), batch_size=2, eos=True))
     x2, y2 = collate_completions(encode_sft(RECORDS[:1] * 2, TOKENIZER), TOKENIZER.pad_id)
@@ -125,3 +143,22 @@ def test_hugging_face_model_answers():
     answers = generate_responses(lm, [Record("Name a fruit.", "", "apple")], max_new_tokens=4)
     assert len(answers) == 1 and isinstance(answers[0], str) and "\n" not in answers[0]
     assert answers == [lm.generate(format_prompt(Record("Name a fruit.", "", "apple")), 4).split("\n")[0]]
+
+
+def test_sft_trains_with_a_batch_builder_of_ones_own():
+    cfg = TrainConfig(steps=5, lr=1e-2, min_lr=1e-3, warmup_steps=1, log_every=5, progress=False)
+    calls = []
+
+    def own(rows, pad_id):
+        calls.append(len(rows))
+        return collate_completions(rows, pad_id)
+
+    a, b = tiny_model(), tiny_model()
+    sft(a, TOKENIZER, RECORDS, cfg, batch_size=3, device="cpu")
+    sft(b, TOKENIZER, RECORDS, cfg, batch_size=3, device="cpu", collate=own)
+    assert calls == [3] * 5
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    with pytest.raises(TypeError, match="collate must be callable"):
+        sft(tiny_model(), TOKENIZER, RECORDS, cfg, collate="mine")
+    with pytest.raises(ValueError, match="not both"):
+        sft(tiny_model(), TOKENIZER, RECORDS, cfg, collate=own, mask_prompt=False)

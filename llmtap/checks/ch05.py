@@ -1,5 +1,5 @@
 """Checkers of chapter 05 (instruction data): the longest common subsequence, the instruction filter,
-one Self-Instruct round, the SFT labels.
+one Self-Instruct round, the SFT batch.
 
 Each one tries several inputs chosen so that the usual mistakes give a different result from the
 right answer, and names the mistake: by the value that mistake gives (``likely_cause``), or, for the
@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ..rouge import RougeIndex, lcs_length, rouge_l, tokenize
-from ..self_instruct import (HEADER, Task, check_instruction, instruction_prompt, parse_instructions,
-                             sample_instructions)
+from ..self_instruct import HEADER, Task, check_instruction, instruction_round
 from .common import StudentCodeError, int_answer, likely_cause, run_check
 
 
@@ -192,17 +191,15 @@ _CONTINUATION = (" Explain how volcanoes erupt.\nTask 10: Explain how volcanoes 
 
 
 def _reference_round(seed_tasks, generated, pool, rng, lang):
-    shown = sample_instructions(seed_tasks, generated, rng)
-    seed = rng.randrange(2**31)
-    kept, rejected = [], []
-    for ins in parse_instructions(_CONTINUATION):
-        reason, _ = check_instruction(ins, pool)
-        if reason is None:
-            kept.append(ins)
-            pool.add(ins)
-        else:
-            rejected.append((ins, reason))
-    return instruction_prompt(shown, lang), seed, kept, rejected
+    """The library's round on the scripted continuation: (its prompt, its seed, kept, rejected)."""
+    calls = []
+
+    def generate(prompt, max_new_tokens, seed):
+        calls.append((prompt, seed))
+        return _CONTINUATION
+
+    kept, rejected = instruction_round(generate, seed_tasks, generated, pool, rng, lang)
+    return calls[0][0], calls[0][1], kept, rejected
 
 
 def _round_case(answer, seed_tasks, generated, lang, rng_seed):
@@ -273,7 +270,7 @@ def check_instruction_round(self_instruct_round) -> bool:
     return run_check("Exercise: one Self-Instruct round", test, self_instruct_round)
 
 
-# ----------------------------------------------------------------------------- the SFT labels
+# ----------------------------------------------------------------------------- the SFT batch
 def _ids(value, what: str) -> list[int]:
     """Token ids as a list of Python ints: a list, a tuple, a 1-D tensor or numpy array (or a batch of
     one row) all hold the same ids; a float is not an id."""
@@ -292,68 +289,120 @@ def _ids(value, what: str) -> list[int]:
     return [int(v) for v in value]
 
 
-def check_sft_labels(sft_labels) -> bool:
-    """sft_labels(prompt_ids, response_ids) -> (x, y): x the sequence without its last token, y[t] the
-    token after position t, -100 where that token is in the prompt."""
+def _expect_labels(call: str, p: list, c: list, x: list, y: list) -> None:
+    """One row's x and y (without its padding) against prompt ids p and response ids c, naming the
+    known mistake when there is one."""
+    ids, n = p + c, len(p)
+    want_x, want_y = ids[:-1], [-100] * (n - 1) + c
+
+    assert (x, y) != (want_y, want_x), f"{call}: x and y are swapped: return (x, y), the inputs first"
+    cause = likely_cause(torch.tensor(x), {
+        "x is the sequence without its last token (ids[:-1]): nothing follows the last token, "
+        "so it predicts nothing": ids,
+        "x starts one token late: x = (prompt_ids + response_ids)[:-1] starts with the first token, "
+        "and it is y that is shifted by one": ids[1:],
+        "x is the whole sequence, prompt and response, without its last token": p,
+    }, torch.tensor(want_x))
+    assert x == want_x, f"{call}: x should be {want_x}, got {x}" + (f": {cause}" if cause else "")
+
+    mistakes = {
+        "the prompt is not masked: y[t] is -100 where the token after position t belongs to the prompt "
+        "(no loss on the prompt)": ids[1:],
+        "y is not shifted: y[t] is the token AFTER position t, so the last prompt position already "
+        "predicts the first response token": [-100] * n + c[:-1],
+        "those are labels as long as the whole sequence, shifted inside the model (Hugging Face style); "
+        "here y[t] is already the token after x[t], as long as x": [-100] * n + c,
+        "y is shifted twice: y[t] = (prompt_ids + response_ids)[t + 1], one step": ([-100] * (n - 1) + c)[1:] + [-100],
+        "y is shifted twice: y[t] = (prompt_ids + response_ids)[t + 1], one step, and as long as x":
+            ([-100] * (n - 1) + c)[1:],
+        "the first response token is masked (off by one): the last prompt position predicts "
+        "response_ids[0], so only len(prompt_ids) - 1 labels are -100": [-100] * n + c[1:],
+        "the prompt is masked by token value: the same id can be in the prompt and in the response; "
+        "mask by position, the first len(prompt_ids) - 1 labels": [-100 if t in p else t for t in ids[1:]],
+        "the end token is not trained: response_ids ends with <eos>, and its label (the last of y) "
+        "is what teaches the model to stop": [-100] * (n - 1) + c[:-1] + [-100],
+    }
+    if n >= 2:
+        mistakes["the last prompt token is trained (off by one): the token after position len(prompt_ids) - 2 "
+                 "is still the prompt's, so the first len(prompt_ids) - 1 labels are -100"] = \
+            [-100] * (n - 2) + [p[-1]] + c
+    cause = likely_cause(torch.tensor(y), mistakes, torch.tensor(want_y))
+    if cause:
+        raise AssertionError(f"{call}: y should be {want_y}, got {y}: {cause}")
+    assert len(y) == len(x), (f"{call}: y should be {want_y}, got {y}: y must be as long as x, "
+                              f"y[t] is the token that follows x[t]")
+    masks = set(y[:n - 1])
+    if y[n - 1:] == c and len(masks) == 1 and masks != {-100}:
+        raise AssertionError(f"{call}: y should be {want_y}, got {y}: mask with -100 (the ignore_index of "
+                             f"F.cross_entropy), not {masks.pop()}, a real token id that would be trained")
+    t = next((t for t in range(len(y)) if y[t] != want_y[t]), None)
+    if t is not None:
+        role = (f"-100, the token after position {t} is in the prompt" if t < n - 1 else
+                f"response_ids[{t - n + 1}], the token after position {t}")
+        raise AssertionError(f"{call}: y[{t}] should be {want_y[t]} ({role}), got {y[t]}; "
+                             f"y should be {want_y}, got {y}")
+
+
+def _batch_answer(value, what: str) -> torch.Tensor:
+    """A (B, T) batch of token ids as a long tensor: a tensor, a numpy array or nested lists of ints."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    elif isinstance(value, (list, tuple)):
+        try:
+            value = torch.tensor(value)
+        except (ValueError, TypeError):
+            raise AssertionError(f"{what} must be a (B, T) tensor of token ids; its rows have different lengths: "
+                                 f"pad every row to the longest") from None
+    if not isinstance(value, torch.Tensor):
+        raise AssertionError(f"{what} must be a (B, T) tensor of token ids, got {type(value).__name__}")
+    if value.is_floating_point() or value.dtype == torch.bool:
+        raise AssertionError(f"{what} must hold integers (token ids, -100 for no loss), got {value.dtype}: "
+                             f"F.cross_entropy takes long targets")
+    if value.ndim != 2:
+        raise AssertionError(f"{what} must be 2-D, (rows, positions), got shape {tuple(value.shape)}")
+    return value.long()
+
+
+# (rows, pad_id): <bos> = 1 starts every prompt and <eos> = 2 ends every response; in the last two
+# batches the padding id is the end token's, as when a tokenizer has no pad token of its own
+_BATCHES = [([([1, 10, 11, 12], [20, 21, 2])], 0),
+            ([([1, 10, 11, 12], [20, 21, 2]), ([1], [5, 2]), ([1, 7, 7], [7, 7, 2])], 0),
+            ([([1, 30, 31, 32, 33, 34], [40, 2]), ([3, 4], [5, 6, 7, 8, 2]), ([1, 9, 9], [2])], 0),
+            ([([1, 10, 11], [20, 2]), ([1, 12, 13, 14, 15], [21, 22, 23, 2])], 2),
+            ([([1, 10, 11, 12, 13, 14], [20, 2]), ([1, 15], [2]), ([1, 16, 17], [24, 25, 2])], 2)]
+
+
+def check_sft_batch(sft_batch) -> bool:
+    """sft_batch(rows, pad_id) -> (x, y): a right-padded (B, T) batch; y is -100 on the prompt and the padding."""
     def test(answer):
-        # 2 = <eos> ends every response; ids repeat across prompt and response in the third case
-        for p, c in [([1, 10, 11, 12], [20, 21, 2]), ([1], [5]), ([1, 7, 7], [7, 7, 2]),
-                     ([1, 30, 31, 32, 33, 34], [40, 2]), ([3, 4], [5, 6, 7, 8, 2]), ([1, 9, 9], [2])]:
-            call = f"sft_labels({p}, {c})"
-            prompt, response = list(p), list(c)
-            got = _on(call, answer, prompt, response)
-            assert (prompt, response) == (p, c), \
-                f"{call} changed its arguments in place: build a new list (prompt_ids + response_ids), do not extend one"
+        for rows, pad_id in _BATCHES:
+            call = f"sft_batch({rows}, pad_id={pad_id})"
+            given = [(list(p), list(c)) for p, c in rows]
+            got = _on(call, answer, given, pad_id)
+            assert given == [(list(p), list(c)) for p, c in rows], \
+                f"{call} changed its arguments in place: build new lists (prompt_ids + response_ids), do not extend one"
             assert isinstance(got, (tuple, list)) and len(got) == 2, \
-                f"{call} must return a pair (x, y), got {type(got).__name__}" + (f" of {len(got)}" if isinstance(got, (list, tuple)) else "")
-            x, y = _ids(got[0], f"{call}: x"), _ids(got[1], f"{call}: y")
-            ids, n = p + c, len(p)
-            want_x, want_y = ids[:-1], [-100] * (n - 1) + c
-
-            assert (x, y) != (want_y, want_x), f"{call}: x and y are swapped: return (x, y), the inputs first"
-            cause = likely_cause(torch.tensor(x), {
-                "x is the sequence without its last token (ids[:-1]): nothing follows the last token, "
-                "so it predicts nothing": ids,
-                "x starts one token late: x = (prompt_ids + response_ids)[:-1] starts with the first token, "
-                "and it is y that is shifted by one": ids[1:],
-                "x is the whole sequence, prompt and response, without its last token": p,
-            }, torch.tensor(want_x))
-            assert x == want_x, f"{call}: x should be {want_x}, got {x}" + (f": {cause}" if cause else "")
-
-            mistakes = {
-                "the prompt is not masked: y[t] is -100 where the token after position t belongs to the prompt "
-                "(no loss on the prompt)": ids[1:],
-                "y is not shifted: y[t] is the token AFTER position t, so the last prompt position already "
-                "predicts the first response token": [-100] * n + c[:-1],
-                "those are labels as long as the whole sequence, shifted inside the model (Hugging Face style); "
-                "here y[t] is already the token after x[t], as long as x": [-100] * n + c,
-                "y is shifted twice: y[t] = (prompt_ids + response_ids)[t + 1], one step": ([-100] * (n - 1) + c)[1:] + [-100],
-                "y is shifted twice: y[t] = (prompt_ids + response_ids)[t + 1], one step, and as long as x":
-                    ([-100] * (n - 1) + c)[1:],
-                "the first response token is masked (off by one): the last prompt position predicts "
-                "response_ids[0], so only len(prompt_ids) - 1 labels are -100": [-100] * n + c[1:],
-                "the prompt is masked by token value: the same id can be in the prompt and in the response; "
-                "mask by position, the first len(prompt_ids) - 1 labels": [-100 if t in p else t for t in ids[1:]],
-                "the end token is not trained: response_ids ends with <eos>, and its label (the last of y) "
-                "is what teaches the model to stop": [-100] * (n - 1) + c[:-1] + [-100],
-            }
-            if n >= 2:
-                mistakes["the last prompt token is trained (off by one): the token after position len(prompt_ids) - 2 "
-                         "is still the prompt's, so the first len(prompt_ids) - 1 labels are -100"] = \
-                    [-100] * (n - 2) + [p[-1]] + c
-            cause = likely_cause(torch.tensor(y), mistakes, torch.tensor(want_y))
-            if cause:
-                raise AssertionError(f"{call}: y should be {want_y}, got {y}: {cause}")
-            assert len(y) == len(x), (f"{call}: y should be {want_y}, got {y}: y must be as long as x, "
-                                      f"y[t] is the token that follows x[t]")
-            masks = set(y[:n - 1])
-            if y[n - 1:] == c and len(masks) == 1 and masks != {-100}:
-                raise AssertionError(f"{call}: y should be {want_y}, got {y}: mask with -100 (the ignore_index of "
-                                     f"F.cross_entropy), not {masks.pop()}, a real token id that would be trained")
-            t = next((t for t in range(len(y)) if y[t] != want_y[t]), None)
-            if t is not None:
-                role = (f"-100, the token after position {t} is in the prompt" if t < n - 1 else
-                        f"response_ids[{t - n + 1}], the token after position {t}")
-                raise AssertionError(f"{call}: y[{t}] should be {want_y[t]} ({role}), got {y[t]}; "
-                                     f"y should be {want_y}, got {y}")
-    return run_check("Exercise: SFT labels", test, sft_labels)
+                f"{call} must return a pair (x, y), got {type(got).__name__}" + (
+                    f" of {len(got)}" if isinstance(got, (list, tuple)) else "")
+            x, y = _batch_answer(got[0], f"{call}: x"), _batch_answer(got[1], f"{call}: y")
+            lengths = [len(p) + len(c) - 1 for p, c in rows]
+            T = max(lengths)
+            want = (len(rows), T)
+            assert tuple(x.shape) == want and tuple(y.shape) == want, (
+                f"{call}: x and y should both have shape {want} (rows, the longest prompt + response minus one), "
+                f"got {tuple(x.shape)} and {tuple(y.shape)}" + (
+                    ": the last token of a sequence predicts nothing, so x drops it and T = max(len(p) + len(c)) - 1"
+                    if x.shape[-1] == T + 1 else ""))
+            for b, ((p, c), n) in enumerate(zip(rows, lengths)):
+                row = f"{call}, row {b}"
+                if n < T and x[b, T - n:].tolist() == (p + c)[:-1]:
+                    raise AssertionError(f"{row}: the row is padded on the left; pad on the right (after the "
+                                         f"response), so that every row starts at position 0 with its <bos>")
+                _expect_labels(row, p, c, x[b, :n].tolist(), y[b, :n].tolist())
+                assert (x[b, n:] == pad_id).all(), (f"{row}: x after the row's {n} tokens should be the padding id "
+                                                    f"{pad_id}, got {x[b, n:].tolist()}")
+                assert (y[b, n:] == -100).all(), (
+                    f"{row}: y on the padding should be -100 (no loss), got {y[b, n:].tolist()}" + (
+                        ": the padding id is a real token, and a label of it would be trained" if
+                        (y[b, n:] == pad_id).all() else ""))
+    return run_check("Exercise: the SFT batch", test, sft_batch)
