@@ -65,13 +65,15 @@ def encode_sft(records, tokenizer: Tokenizer, max_len: int | None = None) -> lis
 
 def sft(model, tokenizer: Tokenizer, records, cfg: TrainConfig | None = None, batch_size: int = 16,
         lora: dict | None = None, seed: int = 0, device=None, on_log=None, mask_prompt: bool = True,
-        eos: bool = True, group_by_length: bool = True, collate=None) -> dict:
+        eos: bool = True, group_by_length: bool = False, collate=None) -> dict:
     """Supervised fine-tuning of the course model on ``records``, the loss on response tokens only.
 
     Two switches show what the usual choices do: ``mask_prompt=False`` puts the loss on the
     prompt's tokens too (``labels = input_ids``); ``eos=False`` leaves <eos> off the responses, so
-    the model is never shown where an answer ends. ``group_by_length`` batches records of similar
-    length together (``completion_batches``): the same records, far less padding. ``collate(rows,
+    the model is never shown where an answer ends. ``group_by_length=True`` batches records of
+    similar length together (``completion_batches``): far less padding, but on the corpus tasks a
+    batch then holds mostly one task. Measured on chapter 05's SFT (5 seeds): 2.3 times faster, and
+    feelings fall from 98 ± 2% to 84 ± 11% on held-out contents, so it is off by default. ``collate(rows,
     pad_id) -> (x, y)`` builds the batches instead of ``llmtap.train.collate_completions``.
 
     Full fine-tuning by default; ``lora={"target_modules": [...], "r": 8, "alpha": 16}`` first wraps
