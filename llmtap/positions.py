@@ -162,6 +162,19 @@ class Rotary(nn.Module):
         return cos, sin
 
 
+def interpolated_positions(T: int, trained_len: int, target_len: int) -> torch.Tensor:
+    """Position interpolation's positions m' = m L / L' for m = 0 .. T-1 (Chen et al., 2023): every
+    position of the longer window [0, L') falls inside the trained range [0, L). In RoPE, m' theta_i
+    = m (theta_i / s) with s = L' / L: the same as dividing every frequency by s."""
+    for value, name in ((T, "T"), (trained_len, "trained_len"), (target_len, "target_len")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if target_len < trained_len:
+        raise ValueError(f"target_len ({target_len}) must be at least trained_len ({trained_len}): interpolation "
+                         f"squeezes a longer window into the trained one")
+    return torch.arange(T, dtype=torch.float32) * (trained_len / target_len)
+
+
 def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the angles p * theta_i, shaped (T, head_dim) (each angle used for a pair)."""
     angles = positions.float()[:, None] * inv_freq.to(positions.device)[None, :]   # (T, d/2)

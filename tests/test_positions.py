@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from llmtap import positions
-from llmtap.positions import (Rotary, alibi_bias, alibi_slopes, apply_rope, check_position_kind, rope_cos_sin,
+from llmtap.positions import (Rotary, alibi_bias, alibi_slopes, apply_rope, check_position_kind, interpolated_positions,
+                              rope_cos_sin,
                               rope_inv_freq, sinusoidal_table)
 
 
@@ -345,3 +346,16 @@ def test_rotary_tables():
     inv, factor = rope_inv_freq(8, scaling=yarn.scaling)
     cos, sin = rope_cos_sin(pos, inv)
     assert factor == 1.5 and torch.allclose(torch.stack(yarn(pos, 40)), torch.stack((1.5 * cos, 1.5 * sin)))
+
+
+def test_interpolated_positions_are_pi_frequencies():
+    pos = interpolated_positions(256, 64, 256)
+    assert pos.dtype == torch.float32 and pos.shape == (256,) and pos[-1].item() == 255 / 4 < 64
+    theta, _ = rope_inv_freq(16)
+    theta_pi, _ = rope_inv_freq(16, scaling={"rope_type": "linear", "factor": 4.0})
+    for a, b in zip(rope_cos_sin(pos, theta), rope_cos_sin(torch.arange(256), theta_pi)):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(interpolated_positions(5, 8, 8), torch.arange(5.0))          # no extension: unchanged
+    for bad in [(0, 64, 128), (8, 64, 32), (8, 64.0, 128), (True, 64, 128)]:
+        with pytest.raises(ValueError):
+            interpolated_positions(*bad)
