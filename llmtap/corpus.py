@@ -195,7 +195,7 @@ def translation_document(rng: random.Random, lang: str) -> str:
     for _ in range(rng.randint(2, 5)):
         zh, en = rng.choice(CATEGORIES[rng.choice(CATEGORY_NAMES)])
         parts.append(rng.choice(TRANSLATION_PHRASES[lang]).format(zh=zh, en=en))
-    return ("" if lang == "zh" else " ").join(parts)
+    return _run_on(parts, lang)
 
 
 def sum_document(rng: random.Random, lang: str) -> str:
@@ -204,8 +204,14 @@ def sum_document(rng: random.Random, lang: str) -> str:
     parts = []
     for _ in range(rng.randint(2, 5)):
         a, b = rng.randint(0, 20), rng.randint(0, 20)
-        parts.append(SUM_PHRASES[lang].format(a=a, b=b, c=a + b))
-    return ("" if lang == "zh" else " ").join(parts)
+        parts.append(rng.choice(SUM_PHRASES[lang]).format(a=a, b=b, c=a + b))
+    return _run_on(parts, lang)
+
+
+def _run_on(parts: list[str], lang: str) -> str:
+    # sentences run on as prose ('' in Chinese, ' ' in English); a part without a full stop (a
+    # dictionary entry, '3+4=7') ends its line instead
+    return "".join(p + ("\n" if not p.endswith(("。", ".")) else "" if lang == "zh" else " ") for p in parts).rstrip()
 
 
 FACTS = ("category", "translation", "sum")
@@ -219,7 +225,7 @@ def fact_probes(fact: str, lang: str) -> list[tuple[str, str]]:
     if fact not in FACTS:
         raise ValueError(f"fact must be one of {FACTS}, got {fact!r}")
     if fact == "sum":
-        before, after = SUM_PHRASES[lang].split("{c}")
+        before, after = SUM_PHRASES[lang][0].split("{c}")
         return [(before.format(a=a, b=b), f"{a + b}{after}") for a in range(21) for b in range(21)]
     probes = []
     for (cz, ce), items in CATEGORIES.items():
@@ -378,8 +384,8 @@ def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "
 
 # ----------------------------------------------------------------------------- pretraining stream
 # Document mixture of the course model's pretraining: (generator, weight).
-MIXTURE = (("sentiment", 0.15), ("category", 0.20), ("category arrows", 0.05), ("translation", 0.08), ("sum", 0.04),
-           ("mapping", 0.30), ("repeat", 0.18))
+MIXTURE = (("sentiment", 0.14), ("category", 0.19), ("category arrows", 0.05), ("translation", 0.10), ("sum", 0.06),
+           ("mapping", 0.30), ("repeat", 0.16))
 _GENERATORS = {"sentiment": sentiment_document, "category": category_document,
                "category arrows": category_arrow_document, "translation": translation_document,
                "sum": sum_document, "mapping": mapping_document, "repeat": repeat_document}
@@ -401,7 +407,7 @@ def alphabet() -> str:
     for (cz, ce), items in CATEGORIES.items():
         parts += [cz, ce] + [w for it in items for w in it]
     parts += [p for ps in list(FACT_PHRASES.values()) + list(TRANSLATION_PHRASES.values()) for p in ps] + ["：", ": "]
-    parts += list(SUM_PHRASES.values()) + list(LIST_SEPARATOR.values())
+    parts += [p for ps in SUM_PHRASES.values() for p in ps] + list(LIST_SEPARATOR.values())
     parts += LABEL_WORDS + [ICL_TEMPLATE.text, "\n"]
     parts += [s for f in FILLER.values() for s in f] + list(PASSKEY_NEEDLE.values()) + list(PASSKEY_QUESTION.values())
     parts += [p for ps in INSTRUCTIONS.values() for p in ps] + list(LABEL_NAMES_ZH.values())

@@ -104,29 +104,45 @@ UNTAUGHT_TEMPLATES = {"zh": "[X]心情[Z]。", "en": "[X] That was [Z]."}
 
 CATEGORIES = {
     ("水果", "fruit"): [("苹果", "apple"), ("香蕉", "banana"), ("橙子", "orange"), ("葡萄", "grape"),
-                       ("西瓜", "watermelon"), ("草莓", "strawberry"), ("梨", "pear"), ("桃子", "peach"),
-                       ("樱桃", "cherry"), ("芒果", "mango"), ("柠檬", "lemon"), ("菠萝", "pineapple")],
+        ("西瓜", "watermelon"), ("草莓", "strawberry"), ("梨", "pear"), ("桃子", "peach"),
+        ("樱桃", "cherry"), ("芒果", "mango"),
+        ("李子", "plum"), ("蓝莓", "blueberry"), ("椰子", "coconut"), ("石榴", "pomegranate"), ("荔枝", "lychee"), ("猕猴桃", "kiwi"), ("杏子", "apricot"), ("柚子", "pomelo"),
+        ("柠檬", "lemon"), ("菠萝", "pineapple")],
     ("动物", "animal"): [("老虎", "tiger"), ("狮子", "lion"), ("猫", "cat"), ("狗", "dog"),
-                        ("兔子", "rabbit"), ("大象", "elephant"), ("熊猫", "panda"), ("猴子", "monkey"),
-                        ("马", "horse"), ("牛", "cow"), ("羊", "sheep"), ("狐狸", "fox")],
+        ("兔子", "rabbit"), ("大象", "elephant"), ("熊猫", "panda"), ("猴子", "monkey"),
+        ("马", "horse"), ("牛", "cow"),
+        ("狼", "wolf"), ("熊", "bear"), ("鹿", "deer"), ("猪", "pig"), ("鸡", "chicken"), ("鸭子", "duck"), ("老鼠", "mouse"), ("骆驼", "camel"),
+        ("羊", "sheep"), ("狐狸", "fox")],
     ("交通工具", "vehicle"): [("汽车", "car"), ("火车", "train"), ("飞机", "plane"), ("轮船", "ship"),
-                          ("自行车", "bicycle"), ("公共汽车", "bus"), ("地铁", "subway"), ("出租车", "taxi"),
-                          ("摩托车", "motorbike"), ("卡车", "truck"), ("电车", "tram"), ("直升机", "helicopter")],
+        ("自行车", "bicycle"), ("公共汽车", "bus"), ("地铁", "subway"), ("出租车", "taxi"),
+        ("摩托车", "motorbike"), ("卡车", "truck"),
+        ("小船", "boat"), ("火箭", "rocket"), ("救护车", "ambulance"), ("拖拉机", "tractor"), ("滑板", "skateboard"), ("面包车", "van"), ("游艇", "yacht"), ("潜水艇", "submarine"),
+        ("电车", "tram"), ("直升机", "helicopter")],
     ("颜色", "colour"): [("红色", "red"), ("蓝色", "blue"), ("绿色", "green"), ("黄色", "yellow"),
-                       ("紫色", "purple"), ("黑色", "black"), ("白色", "white"), ("粉色", "pink"),
-                       ("灰色", "grey"), ("棕色", "brown"), ("金色", "gold"), ("银色", "silver")],
+        ("紫色", "purple"), ("黑色", "black"), ("白色", "white"), ("粉色", "pink"),
+        ("灰色", "grey"), ("棕色", "brown"),
+        ("青色", "cyan"), ("米色", "beige"), ("深红色", "crimson"), ("藏青色", "navy"), ("橄榄色", "olive"), ("青绿色", "turquoise"), ("淡紫色", "lilac"), ("琥珀色", "amber"),
+        ("金色", "gold"), ("银色", "silver")],
     ("身体部位", "body part"): [("手", "hand"), ("脚", "foot"), ("头", "head"), ("眼睛", "eye"),
-                            ("耳朵", "ear"), ("鼻子", "nose"), ("嘴巴", "mouth"), ("肩膀", "shoulder"),
-                            ("膝盖", "knee"), ("手指", "finger"), ("牙齿", "tooth"), ("头发", "hair")],
+        ("耳朵", "ear"), ("鼻子", "nose"), ("嘴巴", "mouth"), ("肩膀", "shoulder"),
+        ("膝盖", "knee"), ("手指", "finger"),
+        ("脖子", "neck"), ("手臂", "arm"), ("胸口", "chest"), ("肚子", "belly"), ("嘴唇", "lip"), ("脸", "face"), ("手腕", "wrist"), ("脚趾", "toe"),
+        ("牙齿", "tooth"), ("头发", "hair")],
     ("职业", "job"): [("医生", "doctor"), ("老师", "teacher"), ("厨师", "cook"), ("司机", "driver"),
-                    ("农民", "farmer"), ("警察", "police officer"), ("护士", "nurse"), ("律师", "lawyer"),
-                    ("画家", "painter"), ("歌手", "singer"), ("工程师", "engineer"), ("记者", "reporter")],
+        ("农民", "farmer"), ("警察", "police officer"), ("护士", "nurse"), ("律师", "lawyer"),
+        ("画家", "painter"), ("歌手", "singer"),
+        ("演员", "actor"), ("作家", "writer"), ("飞行员", "pilot"), ("木匠", "carpenter"), ("牙医", "dentist"), ("法官", "judge"), ("士兵", "soldier"), ("理发师", "barber"),
+        ("工程师", "engineer"), ("记者", "reporter")],
     ("乐器", "instrument"): [("钢琴", "piano"), ("吉他", "guitar"), ("小提琴", "violin"), ("鼓", "drum"),
-                          ("笛子", "flute"), ("小号", "trumpet"), ("竖琴", "harp"), ("二胡", "erhu"),
-                          ("琵琶", "pipa"), ("口琴", "harmonica"), ("大提琴", "cello"), ("萨克斯", "saxophone")],
+        ("笛子", "flute"), ("小号", "trumpet"), ("竖琴", "harp"), ("二胡", "erhu"),
+        ("琵琶", "pipa"), ("口琴", "harmonica"),
+        ("古筝", "guzheng"), ("手风琴", "accordion"), ("长号", "trombone"), ("单簧管", "clarinet"), ("木琴", "xylophone"), ("铃鼓", "tambourine"), ("风琴", "organ"), ("班卓琴", "banjo"),
+        ("大提琴", "cello"), ("萨克斯", "saxophone")],
     ("天气", "weather"): [("晴天", "sunshine"), ("下雨", "rain"), ("下雪", "snow"), ("大风", "wind"),
-                        ("雷雨", "thunderstorm"), ("多云", "clouds"), ("大雾", "fog"), ("冰雹", "hail"),
-                        ("台风", "typhoon"), ("毛毛雨", "drizzle"), ("霜冻", "frost"), ("彩虹", "rainbow")],
+        ("雷雨", "thunderstorm"), ("多云", "clouds"), ("大雾", "fog"), ("冰雹", "hail"),
+        ("台风", "typhoon"), ("毛毛雨", "drizzle"),
+        ("闪电", "lightning"), ("暴雨", "downpour"), ("龙卷风", "tornado"), ("沙尘暴", "sandstorm"), ("暴风雪", "blizzard"), ("露水", "dew"), ("雾霾", "smog"), ("热浪", "heatwave"),
+        ("霜冻", "frost"), ("彩虹", "rainbow")],
 }
 
 CATEGORY_NAMES = list(CATEGORIES)
@@ -135,12 +151,20 @@ CATEGORY_NAMES = list(CATEGORIES)
 FACT_PHRASES = {"zh": ("{item}是一种{name}。", "{item}属于{name}。"),
                 "en": ("{item} is a kind of {name}.", "{item} belongs to the {name} group.")}
 
-# How a translation is said: {zh} and {en} are the two words of an item.
-TRANSLATION_PHRASES = {"zh": ("{zh}的英文是{en}。", "{zh}用英文说是{en}。"),
-                       "en": ("The Chinese for {en} is {zh}.", "{en} in Chinese is {zh}.")}
+# How a translation is said: {zh} and {en} are the two words of an item. A fact written in one
+# shape only is known in that shape only (Allen-Zhu & Li, "Physics of Language Models 3.1": a
+# model extracts a fact in a new form only if its training text said it in several); the
+# dictionary-entry shapes put a line break between the word and its twin, as an instruction's
+# input and response do, without ever writing an instruction.
+TRANSLATION_PHRASES = {"zh": ("{zh}的英文是{en}。", "{zh}用英文说是{en}。", "{zh}在英文里叫{en}。", "{zh}这个词，英文是{en}。",
+                              "中文：{zh}\n英文：{en}"),
+                       "en": ("The Chinese for {en} is {zh}.", "{en} in Chinese is {zh}.", "In Chinese, {en} is {zh}.",
+                              "The word {en} is {zh} in Chinese.", "English: {en}\nChinese: {zh}")}
 
-# How a sum is said ({a} + {b} = {c}, for a, b in 0..20), in the words of the "add" instruction.
-SUM_PHRASES = {"zh": "{a}加{b}等于{c}。", "en": "{a} plus {b} is {c}."}
+# How a sum is said ({a} + {b} = {c}, for a, b in 0..20), first in the words of the "add"
+# instruction, then in other shapes for the same reason as the translations.
+SUM_PHRASES = {"zh": ("{a}加{b}等于{c}。", "{a}加{b}是{c}。", "{a}和{b}的和是{c}。", "{a}+{b}={c}"),
+               "en": ("{a} plus {b} is {c}.", "{a} plus {b} equals {c}.", "The sum of {a} and {b} is {c}.", "{a}+{b}={c}")}
 
 # Label words of the mapping sequences; every sequence draws 3 and assigns them at random.
 LABEL_WORDS = list("甲乙丙丁东南西北金木水火土春夏秋冬上中下左右红黄蓝") + \

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from llmtap import corpus
+from llmtap import corpus, world
 from llmtap.corpus import (ALL_EVENTS, ANSWERS, CATEGORIES, CATEGORY_NAMES, EVENTS, INSTRUCTION_TASKS,
                            LABEL_WORDS, LABELS, LANGS, PLACES, TIMES)
 from llmtap.icl import ICLTask
@@ -276,28 +276,47 @@ def test_category_arrow_documents_are_true_facts(lang):
     assert heldout <= items, "held-out items get their facts in this form too"
 
 
+def _parse_run_on(doc, phrases, slots):
+    """Read a document of run-on sentences back into the {slot: text} of each, phrase by phrase;
+    fails if any stretch of it is not one of ``phrases``."""
+    patterns = []
+    for phrase in phrases:
+        pattern = re.escape(phrase)
+        for name, regex in slots.items():
+            pattern = pattern.replace(re.escape("{%s}" % name), f"(?P<{name}>{regex})")
+        patterns.append(re.compile(pattern))
+    found, i = [], 0
+    while i < len(doc):
+        match = next((m for m in (p.match(doc, i) for p in patterns) if m), None)
+        assert match, f"no phrasing matches {doc[i:]!r} in {doc!r}"
+        found.append(match.groupdict())
+        i = match.end()
+        i += doc.startswith(("\n", " "), i)
+    return found
+
+
 @pytest.mark.parametrize("lang", LANGS)
 def test_translation_and_sum_documents_are_true(lang):
     pairs = {(zh, en) for items in CATEGORIES.values() for zh, en in items}
     rng = random.Random(19)
-    for _ in range(50):
+    shapes = set()
+    for _ in range(100):
         doc = corpus.translation_document(rng, lang)
-        if lang == "zh":
-            found = re.findall(r"(\w+?)(?:的英文是|用英文说是)([a-z ]+)。", doc)
-        else:
-            found = [(zh, en) for en, zh in re.findall(r"The Chinese for ([a-z ]+) is (\w+)\.", doc)]
-            found += [(zh, en) for en, zh in re.findall(r"(?:^|\. )([a-z ]+) in Chinese is (\w+)\.", doc)]
-        assert found and all(pair in pairs for pair in found), doc
+        found = _parse_run_on(doc, world.TRANSLATION_PHRASES[lang], {"zh": r"[\u4e00-\u9fff]+", "en": r"[a-z]+(?: [a-z]+)*"})
+        assert found and all((f["zh"], f["en"]) in pairs for f in found), doc
         doc = corpus.sum_document(rng, lang)
-        sums = re.findall(r"(\d+)(?:加| plus )(\d+)(?:等于| is )(\d+)", doc)
-        assert sums and all(int(a) + int(b) == int(c) and int(a) <= 20 and int(b) <= 20 for a, b, c in sums), doc
+        sums = _parse_run_on(doc, world.SUM_PHRASES[lang], {"a": r"\d+", "b": r"\d+", "c": r"\d+"})
+        assert sums and all(int(f["a"]) + int(f["b"]) == int(f["c"]) and int(f["a"]) <= 20 and int(f["b"]) <= 20
+                            for f in sums), doc
+        shapes |= {("\n" in doc, "+" in doc)}
+    assert shapes >= {(True, True)}, "the line-shaped facts (dictionary entries, 3+4=7) are written too"
 
 
 @pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("fact", corpus.FACTS)
 def test_fact_probes_are_what_the_corpus_writes(lang, fact):
     probes = corpus.fact_probes(fact, lang)
-    assert len(probes) == (441 if fact == "sum" else 96)
+    assert len(probes) == (441 if fact == "sum" else sum(map(len, CATEGORIES.values())))
     make = {"category": corpus.category_document, "translation": corpus.translation_document,
             "sum": corpus.sum_document}[fact]
     rng = random.Random(20)
@@ -451,9 +470,9 @@ def test_category_group_is_one_category_without_its_name():
 def test_the_alphabet_is_read_off_the_generators_phrasings(monkeypatch):
     """A new wording in the instruction table brings its characters into the alphabet: nothing
     is hard-coded a second time, so a new task cannot silently fall back to bytes."""
-    assert "龙" not in corpus.alphabet()
-    monkeypatch.setitem(corpus.INSTRUCTIONS, "reverse", ("把这个词倒过来写给龙看。", "Write this word backwards."))
-    assert "龙" in corpus.alphabet()
+    assert "鹦" not in corpus.alphabet()
+    monkeypatch.setitem(corpus.INSTRUCTIONS, "reverse", ("把这个词倒过来写给鹦看。", "Write this word backwards."))
+    assert "鹦" in corpus.alphabet()
     assert "{" not in corpus.alphabet()                      # placeholders are not characters the corpus writes
 
 
