@@ -242,6 +242,7 @@ def fact_probes(fact: str, lang: str) -> list[tuple[str, str]]:
 
 # ----------------------------------------------------------------------------- in-context mappings
 # Mapping sequences are written in llmtap.icl's format, x→y lines (icl.ICL_TEMPLATE).
+MAPPING_POOL = 8
 def sample_mapping(rng: random.Random, k: int, lang: str, query_split: str = "train",
                    balanced: bool = True, kind: str = "category") -> ICLTask:
     """A fresh random mapping with k demonstrations and one query, as an ``llmtap.icl.ICLTask``.
@@ -260,7 +261,11 @@ def sample_mapping(rng: random.Random, k: int, lang: str, query_split: str = "tr
     labels = rng.sample(LABEL_WORDS, 3)
     if kind == "category":
         classes = rng.sample(range(len(CATEGORY_NAMES)), 3)
-        candidates = lambda c, split: category_items(classes[c], lang, split)
+        # the demonstrations of a class come from MAPPING_POOL of its items, drawn afresh for each
+        # sequence: with all 18 to choose from, an item would rarely come back within a sequence,
+        # and such repeats are how the model first finds its copying machinery (see below)
+        pools = [rng.sample(category_items(c, lang, "train"), MAPPING_POOL) for c in classes]
+        candidates = lambda c, split: pools[c] if split == "train" else category_items(classes[c], lang, split)
     elif kind == "sentiment":
         candidates = lambda c, split: _bare_events_of_label(lang, LABELS[c], split)
     else:
@@ -274,7 +279,8 @@ def sample_mapping(rng: random.Random, k: int, lang: str, query_split: str = "tr
     # easiest case, which is how the model finds its copying machinery at all (without repeats,
     # the course model never learns in context). The query prefers an item not shown yet.
     shown = {x for x, _ in demos}
-    options = candidates(q, query_split)
+    options = candidates(q, query_split) if kind == "sentiment" or query_split == "test" \
+        else category_items(classes[q], lang, "train")      # the query: any trained item of its class
     query = rng.choice([x for x in options if x not in shown] or options)
     return ICLTask(demos, query, labels[q], labels)
 
@@ -384,8 +390,8 @@ def passkey_sample(rng: random.Random, n_chars: int, depth: float, lang: str = "
 
 # ----------------------------------------------------------------------------- pretraining stream
 # Document mixture of the course model's pretraining: (generator, weight).
-MIXTURE = (("sentiment", 0.14), ("category", 0.19), ("category arrows", 0.05), ("translation", 0.10), ("sum", 0.06),
-           ("mapping", 0.30), ("repeat", 0.16))
+MIXTURE = (("sentiment", 0.14), ("category", 0.18), ("category arrows", 0.05), ("translation", 0.09), ("sum", 0.06),
+           ("mapping", 0.30), ("repeat", 0.18))
 _GENERATORS = {"sentiment": sentiment_document, "category": category_document,
                "category arrows": category_arrow_document, "translation": translation_document,
                "sum": sum_document, "mapping": mapping_document, "repeat": repeat_document}
