@@ -35,7 +35,7 @@ from .lm import CourseLM
 from .position_models import (POSITIONS_FINETUNE_STEPS, POSITIONS_SEED, POSITIONS_STEPS, measure_shipped,
                               position_seed)
 from .prefix import fold_prefix
-from .pretrain import SEED, capability_report, pretrain
+from .pretrain import SEED, STEPS, capability_report, pretrain
 from .prompting import PromptClassifier, PromptEnsemble
 from .sft import sft
 from .teach_formats import corpus_tasks, measure_self_instruct, teach_formats
@@ -300,7 +300,7 @@ def _report_of_shipped_model(seed, steps, n):
 
 
 @experiment("00", "pretraining", "capability report of the course model, one pretraining per seed",
-            seeds=(1337, 1, 2), rerun=_report_of_shipped_model, steps=2400, n=300)
+            seeds=(1337, 1, 2), rerun=_report_of_shipped_model, steps=STEPS, n=300)
 def pretraining_seeds(seed, device, steps, n):
     model, tokenizer, _ = pretrain(steps, seed, out=None, device=device, progress=False)
     return {"course model": capability_report(model.to(device), tokenizer, n)}

@@ -29,6 +29,7 @@ from .world import UNTAUGHT_TEMPLATES
 BLOCK_SIZE = 256
 BATCH_SIZE = 32
 SEED = 1337
+STEPS = 3000    # about 37 minutes on 2 CPU threads
 THREADS = 2     # CPU threads of pretraining: the same count gives the same weights, bit for bit
 
 
@@ -37,7 +38,7 @@ def course_tokenizer() -> Tokenizer:
 
 
 def course_config(vocab_size: int, **overrides) -> GPTConfig:
-    settings = dict(vocab_size=vocab_size, block_size=BLOCK_SIZE, n_layer=4, n_head=4, n_embd=128, position="rope")
+    settings = dict(vocab_size=vocab_size, block_size=BLOCK_SIZE, n_layer=5, n_head=4, n_embd=112, position="rope")
     settings.update(overrides)
     return GPTConfig(**settings)
 
@@ -136,7 +137,7 @@ def format_report(report: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- entry point
-def pretrain(steps: int = 2400, seed: int = SEED, out=COURSE_MODEL_PATH, device=None, progress=True,
+def pretrain(steps: int = STEPS, seed: int = SEED, out=COURSE_MODEL_PATH, device=None, progress=True,
              threads: int = THREADS, **model_overrides) -> tuple[GPT, Tokenizer, dict]:
     torch.manual_seed(seed)
     tokenizer = course_tokenizer()
@@ -157,7 +158,7 @@ def pretrain(steps: int = 2400, seed: int = SEED, out=COURSE_MODEL_PATH, device=
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--report", action="store_true", help="only print the capability report of --out")
-    ap.add_argument("--steps", type=int, default=2400)
+    ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--out", type=Path, default=COURSE_MODEL_PATH)
     ap.add_argument("--device", default=None)
