@@ -3,7 +3,7 @@ copy every loader of the library shares.
 
 A safetensors file holds named tensors and a small dictionary of strings; nothing in it is
 executed on loading, unlike a pickled ``.pt``/``.bin`` file. The model's config and its
-tokenizer's characters go into that dictionary, so one file rebuilds both.
+tokenizer's characters and words go into that dictionary, so one file rebuilds both.
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def save_checkpoint(model: GPT, path, tokenizer: Tokenizer | None = None, extra:
     meta = {"format": MODEL_FORMAT, "config": json.dumps(model.config.to_dict())}
     if tokenizer is not None:
         meta["tokenizer"] = "".join(tokenizer.chars)
+        if tokenizer.words:
+            meta["tokenizer_words"] = " ".join(tokenizer.words)
     if extra:
         meta["extra"] = json.dumps(extra, ensure_ascii=False)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +63,7 @@ def load_checkpoint(path, device=None) -> tuple[GPT, Tokenizer | None]:
                          f"(metadata has no {MODEL_FORMAT} config)")
     model = GPT(GPTConfig(**json.loads(meta["config"])))
     copy_strict(_stored_tensors(model), tensors, str(path))
-    tokenizer = Tokenizer(meta["tokenizer"]) if "tokenizer" in meta else None
+    tokenizer = Tokenizer(meta["tokenizer"], meta.get("tokenizer_words", "").split()) if "tokenizer" in meta else None
     return model.to(device or "cpu").eval(), tokenizer
 
 

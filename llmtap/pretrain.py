@@ -34,7 +34,7 @@ THREADS = 2     # CPU threads of pretraining: the same count gives the same weig
 
 
 def course_tokenizer() -> Tokenizer:
-    return Tokenizer.from_text(corpus.alphabet())
+    return Tokenizer.from_text(corpus.alphabet(), corpus.words())
 
 
 def course_config(vocab_size: int, **overrides) -> GPTConfig:
