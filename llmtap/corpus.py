@@ -300,18 +300,6 @@ def mapping_document(rng: random.Random, lang: str) -> str:
     return sample_mapping(rng, rng.randint(4, 16), lang, "train", balanced).text()
 
 
-def name_mapping_document(rng: random.Random, lang: str) -> str:
-    """A mapping whose demonstrations name some classes by their category instead of an item,
-    e.g. 'fruit→dax\nhorse→blick\napple→dax'. Matching a word with a category name can only go
-    through the category the model knows of the word (from the facts), the same for every word,
-    held-out ones included; matching it with another word could go through what the mapping
-    sequences taught about that word alone."""
-    t = sample_mapping(rng, rng.randint(3, 10), lang)
-    name_of = {x: name[0 if lang == "zh" else 1] for name, items in CATEGORIES.items() for pair in items for x in pair}
-    demos = [(name_of[x] if rng.random() < 0.5 else x, y) for x, y in t.demos]
-    return ICLTask(demos, t.query, t.answer, t.labels).text()
-
-
 def repeat_document(rng: random.Random, lang: str) -> str:
     """A random string of label words, then the same string again: the simplest thing to learn
     to copy, which gets the copying machinery (induction heads) of the model going early."""
@@ -406,8 +394,7 @@ MIXTURE = (("sentiment", 0.14), ("category", 0.18), ("category arrows", 0.05), (
            ("mapping", 0.30), ("repeat", 0.18))
 _GENERATORS = {"sentiment": sentiment_document, "category": category_document,
                "category arrows": category_arrow_document, "translation": translation_document,
-               "sum": sum_document, "mapping": mapping_document, "name mapping": name_mapping_document,
-               "repeat": repeat_document}
+               "sum": sum_document, "mapping": mapping_document, "repeat": repeat_document}
 
 
 def pretraining_document(rng: random.Random, mixture=MIXTURE) -> str:

@@ -128,7 +128,10 @@ class Tokenizer:
             raise ValueError(f"{path} is not a tokenizer JSON file: {e}") from None
         if not isinstance(data, dict) or data.get("type") != "llmtap-char" or not isinstance(data.get("chars"), str):
             raise ValueError(f"{path} is not an llmtap tokenizer file (expected type 'llmtap-char')")
-        return cls(data["chars"], data.get("words", ()))
+        words = data.get("words", [])
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ValueError(f"{path}: 'words' must be a list of strings, got {words!r:.60}")
+        return cls(data["chars"], words)
 
     @classmethod
     def from_text(cls, text: str, words=()) -> "Tokenizer":

@@ -26,7 +26,7 @@ def stored(model):
 
 def test_checkpoint_round_trip_bitwise(tmp_path):
     model = tiny(position="rope", rope_scaling={"rope_type": "linear", "factor": 2.0})
-    tok = Tokenizer("苹果 apple→\n")
+    tok = Tokenizer("苹果 aelp→\n", ["apple"])
     path = tmp_path / "sub" / "m.safetensors"
     save_checkpoint(model, path, tok, extra={"note": "测试"})
     loaded, tok2 = load_checkpoint(path)
@@ -36,7 +36,7 @@ def test_checkpoint_round_trip_bitwise(tmp_path):
     for k in sd:
         assert sd[k].dtype == sd2[k].dtype and torch.equal(sd[k], sd2[k]), k
     assert loaded.lm_head.weight is loaded.wte.weight
-    assert tok2.chars == tok.chars
+    assert tok2.chars == tok.chars and tok2.words == ["apple"]
     assert not loaded.training
     x = torch.randint(0, 50, (2, 9))
     with torch.no_grad():

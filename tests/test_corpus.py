@@ -496,3 +496,15 @@ def test_instruction_phrasings_say_one_content_in_every_wording():
     for bad in (4, -1, True, "seen", 1.0):
         with pytest.raises(ValueError, match="phrasing must be one of"):
             corpus.instruction_example(random.Random(0), "en", "add", bad)
+
+
+def test_the_category_words_are_whole_tokens():
+    from llmtap.pretrain import course_tokenizer
+    tok = course_tokenizer()
+    assert all(re.fullmatch(r"[A-Za-z]{2,}", w) for w in corpus.words())
+    for (_, name), items in corpus.CATEGORIES.items():
+        for en in [name] + [en for _, en in items]:
+            pieces = [tok.id_to_piece(i) for i in tok.encode(en)]
+            assert [p for p in pieces if p != " "] == en.split(), (en, pieces)
+    # everything else in English is spelled letter by letter
+    assert len(tok.encode("I lost my wallet.")) == len("I lost my wallet.")

@@ -8,7 +8,7 @@ from llmtap.tokenizer import N_BYTES, SPECIAL_TOKENS, Tokenizer
 
 @pytest.fixture(scope="module")
 def tok():
-    return Tokenizer.from_text(corpus.alphabet())
+    return Tokenizer.from_text(corpus.alphabet(), corpus.words())
 
 
 ROUND_TRIP = [
@@ -90,9 +90,9 @@ def test_save_load_round_trip(tok, tmp_path):
     path = tmp_path / "tok.json"
     tok.save(path)
     back = Tokenizer.load(path)
-    assert back.chars == tok.chars
+    assert back.chars == tok.chars and back.words == tok.words
     assert back.vocab_size == tok.vocab_size
-    text = "昨天 I felt 🙂 太好了"
+    text = "昨天 I felt 🙂 太好了, a rainbow"
     assert back.encode(text) == tok.encode(text)
 
 
@@ -116,7 +116,10 @@ def test_load_bad_files(tmp_path):
         Tokenizer.load(not_json)
     for i, data in enumerate([[1, 2, 3], {"type": "bpe", "chars": "ab"}, {"chars": "ab"},
                               {"type": "llmtap-char"}, {"type": "llmtap-char", "chars": 5},
-                              {"type": "llmtap-char", "chars": None}, "just a string"]):
+                              {"type": "llmtap-char", "chars": None}, "just a string",
+                              {"type": "llmtap-char", "chars": "ab", "words": "ab"},
+                              {"type": "llmtap-char", "chars": "ab", "words": [5]},
+                              {"type": "llmtap-char", "chars": "ab", "words": ["abc"]}]):
         p = tmp_path / f"bad{i}.json"
         p.write_text(json.dumps(data), encoding="utf-8")
         with pytest.raises(ValueError):
@@ -132,3 +135,29 @@ def test_multi_char_entries_rejected():
         Tokenizer(["a", ""])
     with pytest.raises(ValueError):
         Tokenizer(["a", 3])
+
+
+def test_whole_words_are_one_token_only_as_a_whole_run_of_letters(tok):
+    one = lambda text: [tok.id_to_piece(i) for i in tok.encode(text)]
+    assert one("rainbow") == ["rainbow"] and one("rain") == ["rain"]
+    assert one("rainy") == list("rainy")                    # not 'rain' + 'y'
+    assert one("Apple") == list("Apple")                    # the words are case-sensitive
+    assert one("police officer→foo") == ["police", " ", "officer", "→", "f", "o", "o"]
+    assert one("苹果apple") == ["苹", "果", "apple"]          # only letters end a run
+    assert len(tok.encode("An apple is a kind of fruit.")) == len("An  is a kind of .") + 2
+
+
+def test_whole_word_tokens_follow_the_characters():
+    t = Tokenizer("abcdefghijklmnopqrstuvwxyz ", ["cat", "dog"])
+    assert t.vocab_size == len(SPECIAL_TOKENS) + N_BYTES + 27 + 2
+    assert t.encode("cat dog") == [t.word_to_id["cat"], t.char_to_id[" "], t.word_to_id["dog"]]
+    assert t.word_to_id["dog"] == t.vocab_size - 1 and t.id_to_piece(t.vocab_size - 1) == "dog"
+    assert "words=2" in repr(t)
+
+
+@pytest.mark.parametrize("words, message", [(["a"], "2 or more ASCII letters"), (["ice cream"], "ASCII letters"),
+                                            (["café"], "ASCII letters"), ([3], "ASCII letters"),
+                                            (["Zebra"], "not in the characters")])
+def test_bad_whole_words_are_refused(words, message):
+    with pytest.raises(ValueError, match=message):
+        Tokenizer("abcdefghijklmnopqrstuvwxyzé ", words)
