@@ -426,8 +426,8 @@ def alphabet() -> str:
 def words() -> list[str]:
     """The English words that are whole tokens: the names of the categories and of their members
     ('fruit', 'apple', 'police', 'officer'). The rest of English is spelled letter by letter."""
-    names = [ce for (_, ce), items in CATEGORIES.items() for ce in [ce] + [en for _, en in items]]
-    return sorted({w for name in names for w in re.findall(r"[A-Za-z]+", name) if len(w) > 1})
+    names = [name for (_, name) in CATEGORIES] + [en for items in CATEGORIES.values() for _, en in items]
+    return sorted({w for name in names for w in name.split() if len(w) > 1})
 
 
 def _check_lang(lang):
