@@ -37,7 +37,8 @@ from .position_models import (POSITIONS_FINETUNE_STEPS, POSITIONS_SEED, POSITION
 from .prefix import fold_prefix
 from .pretrain import SEED, capability_report, pretrain
 from .prompting import PromptClassifier, PromptEnsemble
-from .sft import sft
+from .sft import chat_prompt, chat_sft, record_messages, sft
+from .chat import render
 from .teach_formats import corpus_tasks, measure_self_instruct, teach_formats
 from .tasks import (ALPHAS, NEW_VERBALIZERS, PEFT_METHODS, PROMPT_INITS, RANKS, energy_shares, instruction_scores,
                     instruction_split, lora_grid_run, mapping_tasks, peft_run, prompt_init_run, template_task,
@@ -531,6 +532,48 @@ def self_instruct_seeds(seed, device, teach_steps, rounds):
                   device=device)
     generator = LMGenerator(CourseLM(model, tokenizer, unknown="bytes"))
     return {"taught generator": measure_self_instruct(generator, rounds, seed)}
+
+
+# chapter 06: the classic mistakes of a chat batch builder, packing and NEFTune, each one switch of chat_sft
+CHAT_VARIANTS = {"labels right": {}, "loss on the prompt too": dict(bug="train-on-prompt"),
+                 "pad = eos, pads masked": dict(bug="pad-is-eos"), "first answer token untrained": dict(bug="late-start"),
+                 "labels not shifted": dict(bug="off-by-one"), "packed, block-diagonal mask": dict(packing="packed"),
+                 "packed naively": dict(packing="naive"), "NEFTune alpha = 5": dict(neftune_alpha=5.0)}
+CHAT_METRICS = ("exact match all both", "first line all both", "stops all both")
+
+
+def chat_leak_prompts(records, template=None):
+    """Each test record's chat prompt with the previous record's whole conversation before it, as
+    naive packing shows it (every token sees the earlier example): does the answer change?"""
+    template = template or "human-assistant"
+    return [render(record_messages(before), template).text + chat_prompt(r, template)
+            for before, r in zip(records[-1:] + records[:-1], records)]
+
+
+def _chat_measures(model, tokenizer, test_records) -> dict:
+    answers, scores = instruction_scores(model, tokenizer, test_records, prompts=[chat_prompt(r) for r in test_records])
+    out = {m: scores[m] for m in CHAT_METRICS}
+    out["writes the next Human turn"] = sum("Human:" in a for a in answers) / len(answers)
+    after, scores_after = instruction_scores(model, tokenizer, test_records, prompts=chat_leak_prompts(test_records))
+    out["exact match after another example"] = scores_after["exact match all both"]
+    previous = test_records[-1:] + test_records[:-1]
+    out["repeats the previous answer"] = sum(a.strip() == p.output and p.output != r.output
+                                             for a, p, r in zip(after, previous, test_records)) / len(after)
+    return out
+
+
+@experiment("06", "chat_sft", "SFT in the Human/Assistant chat template: right labels vs each classic mistake, "
+            "packing with and without the block-diagonal mask, NEFTune", seeds=(0, 1, 2), **SFT_CONFIG)
+def chat_sft_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size):
+    train_records, test_records = instruction_split()
+    model, tokenizer = load_course_model(device)
+    results = {"base model": _chat_measures(model, tokenizer, test_records)}
+    cfg = sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps)
+    for name, switches in CHAT_VARIANTS.items():
+        model, tokenizer = load_course_model(device)
+        chat_sft(model, tokenizer, train_records, cfg, batch_size=batch_size, seed=seed, device=device, **switches)
+        results[name] = _chat_measures(model, tokenizer, test_records)
+    return results
 
 
 # ----------------------------------------------------------------------------- command line

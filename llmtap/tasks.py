@@ -261,7 +261,7 @@ def instruction_split(draws: int = 3000, per_task: int = 25, seed: int = 0) -> t
 INSTRUCTION_METRICS = ("exact match", "first line", "stops", "ROUGE-L")
 
 
-def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32) -> tuple[list[str], dict]:
+def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32, prompts=None) -> tuple[list[str], dict]:
     """(answers, scores) of the model's greedy answers to ``records`` (each with ``meta["task"]``
     and, from ``instruction_split``, ``meta["phrasing"]``).
 
@@ -273,9 +273,14 @@ def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32) -> t
     * "ROUGE-L": of the first line against the reference.
 
     ``scores["<metric> <task> <phrasing>"]`` is the mean over the records of that task and
-    phrasing ("seen", "held out", or "both"); task "all" is the mean over the tasks."""
+    phrasing ("seen", "held out", or "both"); task "all" is the mean over the tasks. ``prompts``:
+    the text the model reads for each record (default ``sft.format_prompt``; chapter 06 passes a
+    chat template's)."""
     lm = CourseLM(model.eval(), tokenizer)
-    ids = lm.generate_ids([format_prompt(r) for r in records], max_new_tokens)
+    prompts = [format_prompt(r) for r in records] if prompts is None else list(prompts)
+    if len(prompts) != len(records):
+        raise ValueError(f"got {len(prompts)} prompts for {len(records)} records; give one prompt per record")
+    ids = lm.generate_ids(prompts, max_new_tokens)
     answers = [lm.decode(i) for i in ids]
     per_record = []
     for r, a, i in zip(records, answers, ids):

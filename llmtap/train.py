@@ -170,6 +170,8 @@ def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: 
 
     ``batches`` is an iterator (or a function returning one batch per call) of token-id tensors
     x and targets y; the model must return (logits, loss) for ``model(x, y)``.
+    A batch may also be a ``llmtap.packing.PackedBatch``: its positions and document ids then go
+    to the model too.
     ``on_log(step, loss)`` is called every ``log_every`` steps (a live plot hooks in here).
     """
     # imported here, not at the top: checkpoints imports the model, and the model imports this module
@@ -188,10 +190,15 @@ def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: 
         lr = cosine_lr(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        x, y = next_batch()
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        batch, packed = next_batch(), {}
+        if hasattr(batch, "document_ids"):          # a packed batch (llmtap.packing.PackedBatch, chapter 06)
+            batch = batch.to(device)
+            x, y, packed = batch.x, batch.y, {"positions": batch.positions, "document_ids": batch.document_ids}
+        else:
+            x, y = batch
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            _, loss = model(x, y)
+            _, loss = model(x, y, **packed)
         _optimizer_step(model, opt, scaler, loss, cfg.grad_clip)
         running += loss.detach()
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
