@@ -136,43 +136,52 @@ def chat_rows(records, tokenizer: Tokenizer, template: str = CHAT_TEMPLATE) -> l
     return rows
 
 
-def _as_pair(ids, mask) -> tuple[list, list]:
-    # a single-turn row as (prompt_ids, completion_ids) for packing: the completion is the assistant
-    # turn; the template text after it (a newline) is never a target, so it is left out
+def completion_pair(ids, mask) -> tuple[list, list]:
+    """A single-turn (ids, mask) row as (prompt_ids, completion_ids), the pair ``llmtap.packing.pack``
+    takes: the completion is the assistant turn with its <eos>; the template's text after it (a
+    newline) is never a target, so it is left out."""
     start, end = assistant_turns(mask)[0]
     return ids[:start], ids[start:end]
 
 
 def chat_batches(rows, batch_size: int, seed: int, pad_id: int, bug: str | None = None,
-                 packing: str | None = None, block_size: int = 256):
+                 packing: str | None = None, block_size: int = 256, collate=None):
     """Endless batches of ``batch_size`` rows drawn at random: padded (x, y) from ``collate_chat``
     (``bug`` one of ``chat.BUGS`` to see its effect; "pad-is-eos" pads with ``pad_id``, give the
     eos id to show it), or the same rows packed into ``block_size`` rows (``packing="packed"``: the
-    block-diagonal mask and positions reset per example; ``"naive"``: one long row, the leak)."""
+    block-diagonal mask and positions reset per example; ``"naive"``: one long row, the leak).
+    ``collate(rows, pad_id) -> (x, y)`` builds the padded batches instead of ``collate_chat`` (a
+    student's own labels, say)."""
     rows = list(rows)
     if not rows:
         raise ValueError("rows is empty; give the (ids, mask) rows of chat_rows()")
     if packing not in PACKING:
         raise ValueError(f"packing must be one of {PACKING}, got {packing!r}")
-    if packing is not None and bug is not None:
-        raise ValueError("packing builds its labels from (prompt, completion) pairs; show a bug with packing=None")
+    if packing is not None and (bug is not None or collate is not None):
+        raise ValueError("packing builds its labels from (prompt, completion) pairs; show a bug or use your own "
+                         "collate with packing=None")
+    if collate is not None and not callable(collate):
+        raise TypeError(f"collate must be callable as collate(rows, pad_id) -> (x, y), got {type(collate).__name__}")
     rng = random.Random(seed)
     while True:
         drawn = [rows[rng.randrange(len(rows))] for _ in range(batch_size)]
-        if packing is None:
+        if collate is not None:
+            yield collate(drawn, pad_id)
+        elif packing is None:
             yield collate_chat(drawn, pad_id, bug=bug)
         else:
-            yield pack([_as_pair(*row) for row in drawn], block_size, pad_id, naive=packing == "naive")
+            yield pack([completion_pair(*row) for row in drawn], block_size, pad_id, naive=packing == "naive")
 
 
 def chat_sft(model, tokenizer: Tokenizer, records, cfg: TrainConfig | None = None, template: str = CHAT_TEMPLATE,
              batch_size: int = 16, seed: int = 0, device=None, bug: str | None = None, packing: str | None = None,
-             neftune_alpha: float | None = None) -> dict:
+             neftune_alpha: float | None = None, collate=None) -> dict:
     """Supervised fine-tuning on ``records`` rendered as chats with ``template``, the loss on the
     assistant's tokens. The switches of chapter 06: ``bug`` (one of ``llmtap.chat.BUGS``; with
     "pad-is-eos" the batches are padded with the <eos> id, as when a tokenizer's pad token is its
     eos), ``packing`` ("packed" or "naive", see ``chat_batches``), ``neftune_alpha`` (noise on the
-    embeddings while training, ``llmtap.neftune``). Returns ``llmtap.train.train``'s history."""
+    embeddings while training, ``llmtap.neftune``), ``collate`` (see ``chat_batches``). Returns
+    ``llmtap.train.train``'s history."""
     rows = chat_rows(records, tokenizer, template)
     longest = max(len(ids) for ids, _ in rows) - 1
     if longest > model.config.block_size:
@@ -181,7 +190,7 @@ def chat_sft(model, tokenizer: Tokenizer, records, cfg: TrainConfig | None = Non
     pad_id = tokenizer.eos_id if bug == "pad-is-eos" else tokenizer.pad_id
     cfg = cfg or TrainConfig(steps=200, lr=1e-3, min_lr=1e-4, warmup_steps=10, log_every=20, progress=False)
     torch.manual_seed(seed)
-    batches = chat_batches(rows, batch_size, seed, pad_id, bug, packing, model.config.block_size)
+    batches = chat_batches(rows, batch_size, seed, pad_id, bug, packing, model.config.block_size, collate)
     noise, device = None, pick_device() if device is None else torch.device(device)
     if neftune_alpha is not None:        # the noise's generator lives where the model will train
         model.to(device)

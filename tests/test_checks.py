@@ -33,8 +33,11 @@ TITLES = {
     checks.check_keep_instruction: "Exercise: the instruction filter",
     checks.check_instruction_round: "Exercise: one Self-Instruct round",
     checks.check_sft_batch: "Exercise: the SFT batch",
+    checks.check_assistant_mask: "Exercise: the assistant mask",
+    checks.check_block_mask: "Exercise: the block-diagonal causal mask",
+    checks.check_chat_labels: "Exercise: chat labels",
 }
-BANKS = [f"test_checks_ch{n:02d}" for n in range(6)]
+BANKS = [f"test_checks_ch{n:02d}" for n in range(7)]
 
 
 BANK = {bank: importlib.import_module(bank) for bank in BANKS}

@@ -12,6 +12,7 @@ It returns True only for a correct answer. A notebook imports them from here
 - ``ch03``: adapters and prefixes - adapter forward pass, the adapter block, attention with a prefix, soft prompt from text
 - ``ch04``: ALiBi and context extension - ALiBi slopes and bias, interpolated positions, YaRN's frequencies
 - ``ch05``: instruction data - longest common subsequence, instruction filter, one Self-Instruct round, the SFT batch
+- ``ch06``: chat models - the assistant mask, the block-diagonal causal mask of a packed batch, chat labels
 """
 from .ch00 import check_causal_mask, check_next_token_loss, check_sample_next
 from .ch01 import check_answer_logprob, check_kshot_prompt, check_label_probs
@@ -19,6 +20,7 @@ from .ch02 import check_lora_forward, check_lora_layer, check_lora_param_count, 
 from .ch03 import check_adapter_block, check_adapter_forward, check_prefix_attention, check_soft_prompt_from_text
 from .ch04 import check_alibi_bias, check_alibi_slopes, check_interpolated_positions, check_yarn_inv_freq
 from .ch05 import check_instruction_round, check_keep_instruction, check_lcs, check_sft_batch
+from .ch06 import check_assistant_mask, check_block_mask, check_chat_labels
 from .common import run_check
 
 __all__ = [
@@ -29,4 +31,5 @@ __all__ = [
     "check_adapter_forward", "check_adapter_block", "check_prefix_attention", "check_soft_prompt_from_text",
     "check_alibi_slopes", "check_alibi_bias", "check_interpolated_positions", "check_yarn_inv_freq",
     "check_lcs", "check_keep_instruction", "check_instruction_round", "check_sft_batch",
+    "check_assistant_mask", "check_block_mask", "check_chat_labels",
 ]
