@@ -366,13 +366,18 @@ def _dataset_info(dataset_info, data_dir) -> tuple[dict, Path, str]:
         path = path / "dataset_info.json"
     if not path.is_file():
         raise FileNotFoundError(f"no dataset_info.json at {path}; LLaMA-Factory keeps it in its dataset_dir (./data)")
+    return _info_json(path), Path(data_dir) if data_dir is not None else path.parent, str(path)
+
+
+def _info_json(path: Path) -> dict:
+    """The JSON object of a dataset_info.json file: dataset name -> entry."""
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise FormatError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+        raise FormatError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}, column {e.colno}); fix it") from None
     if not isinstance(info, dict):
         raise FormatError(f"{path} must hold a JSON object of dataset name -> entry, got {type(info).__name__}")
-    return info, Path(data_dir) if data_dir is not None else path.parent, str(path)
+    return info
 
 
 def _entry(info: dict, name: str, source: str) -> dict:
@@ -537,15 +542,7 @@ def _with_side_columns(row: dict, meta: dict, lay: Layout) -> dict:
 
 def _load_info(info_path: Path) -> dict:
     """The entries of an existing dataset_info.json, kept when one is added; {} when there is none."""
-    if not info_path.is_file():
-        return {}
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise FormatError(f"{info_path}, line {e.lineno}: not valid JSON ({e.msg}); fix or remove it") from None
-    if not isinstance(info, dict):
-        raise FormatError(f"{info_path} must hold a JSON object of dataset name -> entry")
-    return info
+    return _info_json(info_path) if info_path.is_file() else {}
 
 
 # ----------------------------------------------------------------------------- TRL
