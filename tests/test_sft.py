@@ -192,7 +192,7 @@ def test_chat_batches_keep_the_invariants_and_show_each_bug():
     assert packed.n_examples == 4 and (packed.y != -100).sum() == (y != -100).sum() + 4   # + the 4 eos pad-is-eos hid
     with pytest.raises(ValueError, match="packing must be one of"):
         next(chat_batches(rows, 4, 0, 0, packing="tight"))
-    with pytest.raises(ValueError, match="show a bug with packing=None"):
+    with pytest.raises(ValueError, match="with packing=None"):
         next(chat_batches(rows, 4, 0, 0, bug="late-start", packing="packed"))
     with pytest.raises(ValueError, match="rows is empty"):
         next(chat_batches([], 4, 0, 0))
