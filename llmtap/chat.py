@@ -454,6 +454,15 @@ def collate_chat(rows, pad_id: int, *, last_turn_only: bool = False,
             raise ValueError(f"row {i} must be an (ids, mask) pair, got {row!r:.80}")
         ids, mask = _row(*row, f"row {i}")
         pairs.append(chat_labels(ids, mask, last_turn_only=last_turn_only, bug=bug, pad_id=pad_id))
+    return pad_pairs(pairs, pad_id)
+
+
+def pad_pairs(pairs, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad the rows' (x, y) pairs (tensors or lists of ints) into a (B, T) batch: x with
+    ``pad_id``, y with -100, so that padding is never a target."""
+    pairs = [(torch.as_tensor(x, dtype=torch.long), torch.as_tensor(y, dtype=torch.long)) for x, y in pairs]
+    if not pairs:
+        raise ValueError("pairs is empty; give (x, y) pairs as chat_labels() returns them")
     T = max(len(x) for x, _ in pairs)
     x = torch.full((len(pairs), T), pad_id, dtype=torch.long)
     y = torch.full((len(pairs), T), IGNORE, dtype=torch.long)
@@ -560,5 +569,5 @@ def _row_problems(ids, mask, x, y, eos_id, pad_id, last_turn_only) -> dict[str, 
 
 
 __all__ = ["TEMPLATES", "CHAT_ROLES", "IGNORE", "Rendered", "GenerationBlock", "check_messages", "render",
-           "token_mask", "assistant_turns", "Bug", "BUGS", "INVARIANTS", "chat_labels", "collate_chat",
+           "token_mask", "assistant_turns", "Bug", "BUGS", "INVARIANTS", "chat_labels", "collate_chat", "pad_pairs",
            "check_labels"]
