@@ -40,10 +40,10 @@ from .prompting import PromptClassifier, PromptEnsemble
 from .sft import chat_prompt, chat_sft, record_messages, sft
 from .chat import render
 from .teach_formats import corpus_tasks, measure_self_instruct, teach_formats
-from .tasks import (ALPHAS, NEW_VERBALIZERS, PEFT_METHODS, PROMPT_INITS, RANKS, energy_shares, instruction_scores,
-                    instruction_split, lora_grid_run, mapping_tasks, peft_run, prompt_init_run, template_task,
-                    truncated_update)
-from .train import TrainConfig
+from .tasks import (ALPHAS, LORA_FAMILY, NEW_VERBALIZERS, PEFT_METHODS, PROMPT_INITS, RANKS, energy_shares,
+                    instruction_scores, instruction_split, lora_family_run, lora_grid_run, mapping_tasks, peft_run,
+                    prompt_init_run, template_task, truncated_update)
+from .train import TrainConfig, count_parameters
 from .validate import positive_int
 from .world import UNTAUGHT_TEMPLATES
 
@@ -458,6 +458,20 @@ def low_rank(seed, device, steps, ranks):
     return out
 
 
+@experiment("02", "lora_family", "the LoRA family on the new template after a short budget: accuracy on unseen "
+            "events, the last training loss, what trains and the memory it takes", seeds=(0, 1, 2, 3, 4), steps=20)
+def lora_family(seed, device, steps):
+    base, tokenizer = load_course_model(device)
+    task = template_task()
+    out = {}
+    for name in LORA_FAMILY:
+        model, history = lora_family_run(name, base, tokenizer, task, seed, device, steps)
+        trainable, _ = count_parameters(model)
+        out[name] = {**task.accuracy(model, tokenizer), "last loss": history["loss"][-1],
+                     "trainable parameters": trainable, "memory (MB)": history["memory"] / 2**20}
+    return out
+
+
 @experiment("03", "methods", "every method of chapters 02 and 03 on the new template, unseen events",
             seeds=(0, 1, 2), steps=80)
 def peft_methods(seed, device, steps):
@@ -588,6 +602,51 @@ def chat_sft_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size, on
         chat_sft(model, tokenizer, train_records, cfg, batch_size=batch_size, seed=seed, device=device, **switches)
         results[name] = _chat_measures(model, tokenizer, test_records)
     return results
+
+
+# A file sorted by task and answer (as many classification files are: every negative, then every
+# positive) puts examples with the same answer next to each other. Packed in file order without
+# the mask, an example can read its answer off the one before it: a shortcut that works in
+# training, and only there.
+LEAK_VARIANTS = {"packed, block-diagonal mask": dict(packing="packed"), "packed naively": dict(packing="naive")}
+
+
+def sorted_by_answer(records):
+    return sorted(records, key=lambda r: (r.meta["task"], r.output))
+
+
+def _leak_check(seed, **config):
+    # the naive run alone (a minute of CPU): it is the one whose shortcut the chapter reports
+    return packing_leak_seeds(seed, "cpu", **config, only=("packed naively",))
+
+
+@experiment("06", "packing_leak", "Packing a file sorted by answer, in file order: the block-diagonal mask vs "
+            "none (the answer of the example before is in view)", seeds=(0, 1, 2), rerun=_leak_check, **SFT_CONFIG)
+def packing_leak_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size, only=None):
+    train_records, test_records = instruction_split()
+    cfg = sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps)
+    results = {}
+    for name, switches in LEAK_VARIANTS.items():
+        if only is not None and name not in only:
+            continue
+        model, tokenizer = load_course_model(device)
+        chat_sft(model, tokenizer, sorted_by_answer(train_records), cfg, batch_size=batch_size, seed=seed,
+                 device=device, shuffle=False, **switches)
+        results[name] = _leak_measures(model, tokenizer, test_records)
+    return results
+
+
+def _leak_measures(model, tokenizer, test_records) -> dict:
+    """Exact match alone, and after a whole conversation of the same task with another answer:
+    right, or the neighbour's answer copied?"""
+    neighbours = [next(o for o in test_records[i + 1:] + test_records[:i]
+                       if o.meta["task"] == r.meta["task"] and o.output != r.output) for i, r in enumerate(test_records)]
+    alone = instruction_scores(model, tokenizer, test_records, prompts=[chat_prompt(r) for r in test_records])[1]
+    prompts = [render(record_messages(o), "human-assistant").text + chat_prompt(r) for o, r in zip(neighbours, test_records)]
+    answers, after = instruction_scores(model, tokenizer, test_records, prompts=prompts)
+    return {"exact match alone": alone["exact match all both"],
+            "exact match after another answer": after["exact match all both"],
+            "copies the answer before": sum(a.strip() == o.output for a, o in zip(answers, neighbours)) / len(answers)}
 
 
 # ----------------------------------------------------------------------------- command line

@@ -145,16 +145,23 @@ def completion_pair(ids, mask) -> tuple[list, list]:
 
 
 def chat_batches(rows, batch_size: int, seed: int, pad_id: int, bug: str | None = None,
-                 packing: str | None = None, block_size: int = 256, collate=None):
+                 packing: str | None = None, block_size: int = 256, collate=None, shuffle: bool = True):
     """Endless batches of ``batch_size`` rows drawn at random: padded (x, y) from ``collate_chat``
     (``bug`` one of ``chat.BUGS`` to see its effect; "pad-is-eos" pads with ``pad_id``, give the
     eos id to show it), or the same rows packed into ``block_size`` rows (``packing="packed"``: the
     block-diagonal mask and positions reset per example; ``"naive"``: one long row, the leak).
     ``collate(rows, pad_id) -> (x, y)`` builds the padded batches instead of ``collate_chat`` (a
-    student's own labels, say)."""
+    student's own labels, say).
+
+    ``shuffle=False`` keeps the file's order inside a batch, as a packer that fills its rows with
+    the examples in the order it reads them: the rows are cut into runs of ``batch_size``
+    neighbours and only the runs are shuffled (anew each epoch), so neighbours in the file are
+    neighbours in a packed row."""
     rows = list(rows)
     if not rows:
         raise ValueError("rows is empty; give the (ids, mask) rows of chat_rows()")
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     if packing not in PACKING:
         raise ValueError(f"packing must be one of {PACKING}, got {packing!r}")
     if packing is not None and (bug is not None or collate is not None):
@@ -163,24 +170,29 @@ def chat_batches(rows, batch_size: int, seed: int, pad_id: int, bug: str | None 
     if collate is not None and not callable(collate):
         raise TypeError(f"collate must be callable as collate(rows, pad_id) -> (x, y), got {type(collate).__name__}")
     rng = random.Random(seed)
+    runs = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
     while True:
-        drawn = [rows[rng.randrange(len(rows))] for _ in range(batch_size)]
-        if collate is not None:
-            yield collate(drawn, pad_id)
-        elif packing is None:
-            yield collate_chat(drawn, pad_id, bug=bug)
+        if shuffle:
+            batches = [[rows[rng.randrange(len(rows))] for _ in range(batch_size)]]
         else:
-            yield pack([completion_pair(*row) for row in drawn], block_size, pad_id, naive=packing == "naive")
+            batches = rng.sample(runs, len(runs))
+        for drawn in batches:
+            if collate is not None:
+                yield collate(drawn, pad_id)
+            elif packing is None:
+                yield collate_chat(drawn, pad_id, bug=bug)
+            else:
+                yield pack([completion_pair(*row) for row in drawn], block_size, pad_id, naive=packing == "naive")
 
 
 def chat_sft(model, tokenizer: Tokenizer, records, cfg: TrainConfig | None = None, template: str = CHAT_TEMPLATE,
              batch_size: int = 16, seed: int = 0, device=None, bug: str | None = None, packing: str | None = None,
-             neftune_alpha: float | None = None, collate=None) -> dict:
+             neftune_alpha: float | None = None, collate=None, shuffle: bool = True) -> dict:
     """Supervised fine-tuning on ``records`` rendered as chats with ``template``, the loss on the
     assistant's tokens. The switches of chapter 06: ``bug`` (one of ``llmtap.chat.BUGS``; with
     "pad-is-eos" the batches are padded with the <eos> id, as when a tokenizer's pad token is its
     eos), ``packing`` ("packed" or "naive", see ``chat_batches``), ``neftune_alpha`` (noise on the
-    embeddings while training, ``llmtap.neftune``), ``collate`` (see ``chat_batches``). Returns
+    embeddings while training, ``llmtap.neftune``), ``collate`` and ``shuffle`` (see ``chat_batches``). Returns
     ``llmtap.train.train``'s history."""
     rows = chat_rows(records, tokenizer, template)
     longest = max(len(ids) for ids, _ in rows) - 1
@@ -190,7 +202,7 @@ def chat_sft(model, tokenizer: Tokenizer, records, cfg: TrainConfig | None = Non
     pad_id = tokenizer.eos_id if bug == "pad-is-eos" else tokenizer.pad_id
     cfg = cfg or TrainConfig(steps=200, lr=1e-3, min_lr=1e-4, warmup_steps=10, log_every=20, progress=False)
     torch.manual_seed(seed)
-    batches = chat_batches(rows, batch_size, seed, pad_id, bug, packing, model.config.block_size, collate)
+    batches = chat_batches(rows, batch_size, seed, pad_id, bug, packing, model.config.block_size, collate, shuffle)
     noise, device = None, pick_device() if device is None else torch.device(device)
     if neftune_alpha is not None:        # the noise's generator lives where the model will train
         model.to(device)

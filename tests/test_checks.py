@@ -21,6 +21,9 @@ TITLES = {
     checks.check_lora_layer: "Exercise: the LoRA layer",
     checks.check_merge_weight: "Exercise: merge",
     checks.check_lora_param_count: "Exercise: LoRA parameter count",
+    checks.check_nf4_block: "Exercise: one NF4 block",
+    checks.check_dora_weight: "Exercise: DoRA's weight",
+    checks.check_pissa_init: "Exercise: PiSSA's start",
     checks.check_adapter_forward: "Exercise: adapter forward",
     checks.check_adapter_block: "Exercise: the adapter block",
     checks.check_prefix_attention: "Exercise: attention with a prefix",
@@ -37,7 +40,7 @@ TITLES = {
     checks.check_block_mask: "Exercise: the block-diagonal causal mask",
     checks.check_chat_labels: "Exercise: chat labels",
 }
-BANKS = [f"test_checks_ch{n:02d}" for n in range(7)]
+BANKS = [f"test_checks_ch{n:02d}" for n in range(7)] + ["test_checks_ch02b"]
 
 
 BANK = {bank: importlib.import_module(bank) for bank in BANKS}

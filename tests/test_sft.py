@@ -198,6 +198,23 @@ def test_chat_batches_keep_the_invariants_and_show_each_bug():
         next(chat_batches([], 4, 0, 0))
 
 
+def test_chat_batches_in_file_order_keep_neighbours_together():
+    records = RECORDS + [Record("Write this word backwards.", w, w[::-1]) for w in ("dog", "pig", "cow")]
+    rows = chat_rows(records, TOKENIZER)                 # two runs of 3 neighbours: records[:3], records[3:]
+    batches = chat_batches(rows, 3, seed=3, pad_id=TOKENIZER.pad_id, packing="naive", block_size=256, shuffle=False)
+    for epoch in range(2):
+        seen = []
+        for _ in range(2):
+            text = TOKENIZER.decode(next(batches).x[0].tolist())
+            run = [i for i, r in enumerate(records) if chat_prompt(r) in text]
+            assert run in ([0, 1, 2], [3, 4, 5])
+            assert [text.index(chat_prompt(records[i])) for i in run] == sorted(text.index(chat_prompt(records[i])) for i in run)
+            seen += run
+        assert sorted(seen) == list(range(6))            # an epoch visits every run once
+    with pytest.raises(TypeError, match="shuffle must be True or False"):
+        next(chat_batches(rows, 4, 0, 0, shuffle="no"))
+
+
 def _drawn(seed, n, k):
     import random
     rng = random.Random(seed)
