@@ -192,15 +192,17 @@ LORA_TARGETS = ["c_attn", "c_proj", "c_fc"]
 RANKS, ALPHAS = (1, 4, 16), (4, 16)
 
 # The LoRA family on chapter 02's task: each one switch away from chapter 02's LoRA (r = 4,
-# alpha = 8 on LORA_TARGETS, lr 3e-3). r = 64 twice: alpha / r makes a large rank learn slowly,
-# rsLoRA's alpha / sqrt(r) is the fix it proposes (Kalajdzievski, 2023).
+# alpha = 8 on LORA_TARGETS, lr η = 3e-3). r = 64 twice: alpha / r makes a large rank learn
+# slowly, rsLoRA's alpha / sqrt(r) is the fix it proposes (Kalajdzievski, 2023). LoRA+ twice:
+# η_B = 16 η_A with η_A = η (B then steps at 16 η) and with η_A = η / 10 (lr_scale).
 LORA_FAMILY = {
     "LoRA r=4": dict(r=4),
     "LoRA r=64": dict(r=64),
     "rsLoRA r=64": dict(r=64, use_rslora=True),
     "DoRA r=4": dict(r=4, use_dora=True),
     "PiSSA r=4": dict(r=4, init="pissa"),
-    "LoRA+ r=4": dict(r=4, lora_plus_ratio=16.0),
+    "LoRA+ r=4, η_A = η": dict(r=4, lora_plus_ratio=16.0),
+    "LoRA+ r=4, η_A = η/10": dict(r=4, lora_plus_ratio=16.0, lr_scale=0.1),
     "QLoRA r=4": dict(r=4, quant="nf4"),
 }
 
@@ -213,6 +215,7 @@ def lora_family_run(name: str, base_model, tokenizer, task: TemplateTask, seed: 
         raise ValueError(f"unknown method {name!r}; choose one of {list(LORA_FAMILY)}")
     switches = dict(LORA_FAMILY[name])
     ratio, quant = switches.pop("lora_plus_ratio", None), switches.pop("quant", None)
+    lr = lr * switches.pop("lr_scale", 1.0)
     torch.manual_seed(seed)
     model = copy.deepcopy(base_model)
     if quant is not None:
