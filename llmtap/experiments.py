@@ -585,12 +585,13 @@ CHAT_VARIANTS = {"labels right": {}, "loss on the prompt too": dict(bug="train-o
 CHAT_METRICS = ("exact match all both", "first line all both", "stops all both")
 
 
-def chat_leak_prompts(records, template=None):
-    """Each test record's chat prompt with the previous record's whole conversation before it, as
-    naive packing shows it (every token sees the earlier example): does the answer change?"""
+def chat_leak_prompts(records, before=None, template=None):
+    """Each test record's chat prompt with another record's whole conversation before it (``before``,
+    one per record; default: the previous record), as naive packing shows it (every token sees the
+    earlier example): does the answer change?"""
     template = template or "human-assistant"
-    return [render(record_messages(before), template).text + chat_prompt(r, template)
-            for before, r in zip(records[-1:] + records[:-1], records)]
+    before = records[-1:] + records[:-1] if before is None else before
+    return [render(record_messages(b), template).text + chat_prompt(r, template) for b, r in zip(before, records)]
 
 
 def _chat_measures(model, tokenizer, test_records) -> dict:
@@ -667,8 +668,8 @@ def _leak_measures(model, tokenizer, test_records) -> dict:
     neighbours = [next(o for o in test_records[i + 1:] + test_records[:i]
                        if o.meta["task"] == r.meta["task"] and o.output != r.output) for i, r in enumerate(test_records)]
     alone = instruction_scores(model, tokenizer, test_records, prompts=[chat_prompt(r) for r in test_records])[1]
-    prompts = [render(record_messages(o), "human-assistant").text + chat_prompt(r) for o, r in zip(neighbours, test_records)]
-    answers, after = instruction_scores(model, tokenizer, test_records, prompts=prompts)
+    answers, after = instruction_scores(model, tokenizer, test_records,
+                                        prompts=chat_leak_prompts(test_records, before=neighbours))
     return {"exact match alone": alone["exact match all both"],
             "exact match after another answer": after["exact match all both"],
             "copies the answer before": sum(a.strip() == o.output for a, o in zip(answers, neighbours)) / len(answers)}

@@ -70,7 +70,8 @@ def _grouped_optimizer(param_groups, cfg: TrainConfig) -> torch.optim.AdamW:
     if not groups or not all(isinstance(g, dict) and "params" in g for g in groups):
         raise ValueError("param_groups must be a non-empty list of dicts, each with 'params' (and its own 'lr'), "
                          "as lora.lora_plus_param_groups returns")
-    bad = [g.get("lr") for g in groups if not (isinstance(g.get("lr", cfg.lr), (int, float)) and g.get("lr", cfg.lr) > 0)]
+    rates = [g.get("lr", cfg.lr) for g in groups]           # a group without "lr" takes cfg.lr
+    bad = [r for r in rates if isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0]
     if bad:
         raise ValueError(f"every group's lr must be a number > 0, got {bad}")
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
