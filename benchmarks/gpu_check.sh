@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: install, run the unit tests on CUDA, execute every notebook on CUDA
 # under nbval (each one timed), then every benchmark, a pretraining of the course model and the
-# chapter 02-03 multi-seed experiments on CUDA.
+# chapter 02, 03 and 06 multi-seed experiments on CUDA.
 #   bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +27,8 @@ done
 python benchmarks/run.py --device cuda || status=1
 echo "course model pretraining on CUDA (the CPU takes about 17 minutes on 2 threads):"
 python -m llmtap.pretrain --device cuda --out /tmp/gpu-course-model.safetensors --n 100 || status=1
-echo "chapter 02 and 03 multi-seed experiments on CUDA, next to the shipped CPU results:"
-for ch in 02 03; do
+echo "chapter 02, 03 and 06 multi-seed experiments on CUDA, next to the shipped CPU results:"
+for ch in 02 03 06; do
   python -m llmtap.experiments "$ch" --device cuda --out "/tmp/gpu-results-$ch.json" || status=1
 done
 exit $status

@@ -38,6 +38,8 @@ from pathlib import Path
 from .instruct import FormatError, Record, Records, Skipped, _done, _fail, _object, _others, read_rows, write_json
 
 ROLES = ("system", "user", "assistant", "tool_call", "tool")
+# the roles whose tokens a reply-only loss trains on: what the assistant says, tool calls included
+TRAINED_ROLES = ("assistant", "tool_call")
 
 
 class Conversations(list):
@@ -72,8 +74,9 @@ class Conversation:
             raise TypeError(f"meta must be a dict, got {type(self.meta).__name__}")
 
     def records(self) -> list[Record]:
-        """One ``Record`` per assistant reply to a user message, the (user, assistant) pairs
-        before it as history; a system message goes to each record's ``meta["system"]``.
+        """One ``Record`` per trained assistant reply to a user message (see ``weights``), the
+        (user, assistant) pairs before it as history; a system message goes to each record's
+        ``meta["system"]``.
         ValueError for what a record cannot hold: tool turns, turns that do not alternate."""
         turns = [(m["role"], m["content"]) for m in self.messages]
         meta = {k: v for k, v in self.meta.items() if k in ("id", "system")}
@@ -82,7 +85,19 @@ class Conversation:
         if any(role in ("tool_call", "tool") for role, _ in turns):
             raise ValueError("the conversation has tool turns, which a (user, assistant) record cannot "
                              "hold; keep it as a Conversation")
-        return dialogue_records(turns, meta)
+        records = dialogue_records(turns, meta)      # one per assistant turn, in order
+        trained = [w for m, w in zip(self.messages, self.weights()) if m["role"] == "assistant"]
+        records = [r for r, w in zip(records, trained) if w]
+        if not records:
+            raise ValueError("no assistant reply is trained (every one has weight 0): nothing to learn from")
+        return records
+
+    def weights(self) -> list[int]:
+        """1 for each message a reply-only loss trains on, 0 for the rest: the assistant's replies
+        and tool calls, except those marked ``"weight": 0``, OpenAI's way of keeping an earlier
+        reply as context without teaching it (a reply that was wrong, or off-style). SFT turns
+        these into the loss mask; ``records`` makes records of the trained replies only."""
+        return [int(m["role"] in TRAINED_ROLES and m.get("weight", 1) != 0) for m in self.messages]
 
     @classmethod
     def from_record(cls, record: Record) -> "Conversation":
@@ -419,6 +434,6 @@ def write_oasst(trees, path, layout: str | None = None) -> Path:
     return write_json([row for _, row in sorted(items, key=lambda x: x[0])], path, lines=True)
 
 
-__all__ = ["ROLES", "Conversation", "Conversations", "MessageTree", "FormatError", "dialogue_records",
+__all__ = ["ROLES", "TRAINED_ROLES", "Conversation", "Conversations", "MessageTree", "FormatError", "dialogue_records",
            "to_records", "read_messages", "write_messages", "read_sharegpt", "write_sharegpt", "read_oasst",
            "write_oasst"]

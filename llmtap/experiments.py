@@ -37,12 +37,13 @@ from .position_models import (POSITIONS_FINETUNE_STEPS, POSITIONS_SEED, POSITION
 from .prefix import fold_prefix
 from .pretrain import SEED, STEPS, capability_report, pretrain
 from .prompting import PromptClassifier, PromptEnsemble
-from .sft import sft
+from .sft import chat_prompt, chat_sft, record_messages, sft
+from .chat import render
 from .teach_formats import corpus_tasks, measure_self_instruct, teach_formats
-from .tasks import (ALPHAS, NEW_VERBALIZERS, PEFT_METHODS, PROMPT_INITS, RANKS, energy_shares, instruction_scores,
-                    instruction_split, lora_grid_run, mapping_tasks, peft_run, prompt_init_run, template_task,
-                    truncated_update)
-from .train import TrainConfig
+from .tasks import (ALPHAS, LORA_FAMILY, NEW_VERBALIZERS, PEFT_METHODS, PROMPT_INITS, RANKS, energy_shares,
+                    instruction_scores, instruction_split, lora_family_run, lora_grid_run, mapping_tasks, peft_run,
+                    prompt_init_run, template_task, truncated_update)
+from .train import TrainConfig, count_parameters
 from .validate import positive_int
 from .world import UNTAUGHT_TEMPLATES
 
@@ -79,11 +80,13 @@ def paired_interval(a, b) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def compare(name_a: str, a, name_b: str, b, unit: str = "points", scale: float = 100.0) -> str:
+def compare(name_a: str, a, name_b: str, b, unit: str = "points", scale: float = 100.0, digits: int = 1) -> str:
     """One sentence on A - B over paired seeds, that calls a difference only when its 95%
-    interval excludes zero, e.g. 'LoRA - full: +9.8 points (95% CI +4.1 to +15.5, 5 seeds): LoRA is higher.'."""
+    interval excludes zero, e.g. 'LoRA - full: +9.8 points (95% CI +4.1 to +15.5, 5 seeds): LoRA is higher.'.
+    ``scale`` multiplies the values (100: fractions as points), ``digits`` after the decimal point."""
     mean, low, high = (scale * v for v in paired_interval(a, b))
-    head = f"{name_a} - {name_b}: {mean:+.1f} {unit} (95% CI {low:+.1f} to {high:+.1f}, {len(a)} seeds)"
+    unit = f" {unit}" if unit else ""
+    head = f"{name_a} - {name_b}: {mean:+.{digits}f}{unit} (95% CI {low:+.{digits}f} to {high:+.{digits}f}, {len(a)} seeds)"
     if low > 0:
         return f"{head}: {name_a} is higher."
     if high < 0:
@@ -266,8 +269,13 @@ def stale_values(chapter: str, name: str, results: dict | None = None, seed_inde
     else:
         fresh = run_experiment(chapter, name, seed, "cpu")["values"]
     stored = exp["runs"][seed_index]
+    # a rerun may retrace only some conditions (the cheapest that still run every step of the
+    # method); the conditions it returns must match the file
+    checked = [c for c in stored if rerun is None or c in fresh]
+    if not checked:
+        return [f"{name} seed {seed}: the re-run returned none of the file's conditions {list(stored)}"]
     return [f"{name} seed {seed} {c} {m}: shipped {stored[c][m]!r}, re-run {fresh.get(c, {}).get(m)!r}"
-            for c in stored for m in stored[c] if not _close(fresh.get(c, {}).get(m), stored[c][m], tolerance)]
+            for c in checked for m in stored[c] if not _close(fresh.get(c, {}).get(m), stored[c][m], tolerance)]
 
 
 def _close(fresh, stored, tolerance):
@@ -452,6 +460,34 @@ def low_rank(seed, device, steps, ranks):
     return out
 
 
+def _lora_family_check(seed, **config):
+    # two of the eight members (20 s of CPU): the two paths this experiment adds to the rest of
+    # the course, the optimizer's groups and a 4-bit base (DoRA and PiSSA equal peft's to 0.0 in
+    # test_lora_family)
+    return lora_family(seed, "cpu", **config, only=("LoRA+ r=4, η_A = η/10", "QLoRA r=4"))
+
+
+@experiment("02", "lora_family", "the LoRA family on the new template after 10 and 40 steps: accuracy on unseen "
+            "events, the last training loss, what trains and the memory a step takes", seeds=(0, 1, 2, 3, 4),
+            rerun=_lora_family_check, budgets=(10, 40))
+def lora_family(seed, device, budgets, only=None):
+    base, tokenizer = load_course_model(device)
+    task = template_task()
+    out = {}
+    for name in LORA_FAMILY:
+        if only is not None and name not in only:
+            continue
+        out[name] = {}
+        for steps in budgets:
+            model, history = lora_family_run(name, base, tokenizer, task, seed, device, steps)
+            accuracy = task.accuracy(model, tokenizer)
+            out[name].update({f"{lang}, {steps} steps": accuracy[lang] for lang in corpus.LANGS})
+            out[name][f"loss, {steps} steps"] = history["loss"][-1]
+        out[name]["trainable parameters"] = count_parameters(model)[0]
+        out[name]["memory (MB)"] = history["memory"] / 2**20
+    return out
+
+
 @experiment("03", "methods", "every method of chapters 02 and 03 on the new template, unseen events",
             seeds=(0, 1, 2), steps=80)
 def peft_methods(seed, device, steps):
@@ -505,14 +541,22 @@ def sft_config(**overrides) -> TrainConfig:
                        log_every=10, progress=False)
 
 
+def _sft_check(seed, **config):
+    # the three fine-tunings differ by one switch each (mask_prompt, eos; both tested in
+    # test_sft): the staleness check re-runs the base model and the chapter's main one
+    return sft_seeds(seed, "cpu", **config, only=("SFT, loss on the response",))
+
+
 @experiment("05", "sft", "held-out instructions (seen and held-out phrasings): the base model, and SFT with the loss "
-            "on the response, on every token, or without <eos>", seeds=(0, 1, 2, 3, 4), **SFT_CONFIG)
-def sft_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size):
+            "on the response, on every token, or without <eos>", seeds=(0, 1, 2, 3, 4), rerun=_sft_check, **SFT_CONFIG)
+def sft_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size, only=None):
     train_records, test_records = instruction_split()
     model, tokenizer = load_course_model(device)
     results = {"base model": instruction_scores(model, tokenizer, test_records)[1]}
     cfg = sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps)
     for name, switches in SFT_VARIANTS.items():
+        if only is not None and name not in only:
+            continue
         model, tokenizer = load_course_model(device)
         sft(model, tokenizer, train_records, cfg, batch_size=batch_size, seed=seed, device=device, **switches)
         results[name] = instruction_scores(model, tokenizer, test_records)[1]
@@ -531,6 +575,104 @@ def self_instruct_seeds(seed, device, teach_steps, rounds):
                   device=device)
     generator = LMGenerator(CourseLM(model, tokenizer, unknown="bytes"))
     return {"taught generator": measure_self_instruct(generator, rounds, seed)}
+
+
+# chapter 06: the classic mistakes of a chat batch builder, packing and NEFTune, each one switch of chat_sft
+CHAT_VARIANTS = {"labels right": {}, "loss on the prompt too": dict(bug="train-on-prompt"),
+                 "pad = eos, pads masked": dict(bug="pad-is-eos"), "first answer token untrained": dict(bug="late-start"),
+                 "labels not shifted": dict(bug="off-by-one"), "packed, block-diagonal mask": dict(packing="packed"),
+                 "packed naively": dict(packing="naive"), "NEFTune alpha = 5": dict(neftune_alpha=5.0)}
+CHAT_METRICS = ("exact match all both", "first line all both", "stops all both")
+
+
+def chat_leak_prompts(records, before=None, template=None):
+    """Each test record's chat prompt with another record's whole conversation before it (``before``,
+    one per record; default: the previous record), as naive packing shows it (every token sees the
+    earlier example): does the answer change?"""
+    template = template or "human-assistant"
+    before = records[-1:] + records[:-1] if before is None else before
+    return [render(record_messages(b), template).text + chat_prompt(r, template) for b, r in zip(before, records)]
+
+
+def _chat_measures(model, tokenizer, test_records) -> dict:
+    answers, scores = instruction_scores(model, tokenizer, test_records, prompts=[chat_prompt(r) for r in test_records])
+    out = {m: scores[m] for m in CHAT_METRICS}
+    out["writes the next Human turn"] = sum("Human:" in a for a in answers) / len(answers)
+    after, scores_after = instruction_scores(model, tokenizer, test_records, prompts=chat_leak_prompts(test_records))
+    out["exact match after another example"] = scores_after["exact match all both"]
+    previous = test_records[-1:] + test_records[:-1]
+    out["repeats the previous answer"] = sum(a.strip() == p.output and p.output != r.output
+                                             for a, p, r in zip(after, previous, test_records)) / len(after)
+    return out
+
+
+def _chat_sft_check(seed, **config):
+    # nine fine-tunings take about ten CPU minutes: the staleness check re-runs the base model and
+    # the right labels; each mistake is one switch of chat_labels (tested in test_chat, test_sft),
+    # and packing's training path is re-run by packing_leak's check
+    return chat_sft_seeds(seed, "cpu", **config, only=("labels right",))
+
+
+@experiment("06", "chat_sft", "SFT in the Human/Assistant chat template: right labels vs each classic mistake, "
+            "packing with and without the block-diagonal mask, NEFTune", seeds=(0, 1, 2), rerun=_chat_sft_check,
+            **SFT_CONFIG)
+def chat_sft_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size, only=None):
+    train_records, test_records = instruction_split()
+    model, tokenizer = load_course_model(device)
+    results = {"base model": _chat_measures(model, tokenizer, test_records)}
+    cfg = sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps)
+    for name, switches in CHAT_VARIANTS.items():
+        if only is not None and name not in only:
+            continue
+        model, tokenizer = load_course_model(device)
+        chat_sft(model, tokenizer, train_records, cfg, batch_size=batch_size, seed=seed, device=device, **switches)
+        results[name] = _chat_measures(model, tokenizer, test_records)
+    return results
+
+
+# A file sorted by task and answer (as many classification files are: every negative, then every
+# positive) puts examples with the same answer next to each other. Packed in file order without
+# the mask, an example can read its answer off the one before it: a shortcut that works in
+# training, and only there.
+LEAK_VARIANTS = {"packed, block-diagonal mask": dict(packing="packed"), "packed naively": dict(packing="naive")}
+
+
+def sorted_by_answer(records):
+    return sorted(records, key=lambda r: (r.meta["task"], r.output))
+
+
+def _leak_check(seed, **config):
+    # the naive run alone (a minute of CPU): it is the one whose shortcut the chapter reports
+    return packing_leak_seeds(seed, "cpu", **config, only=("packed naively",))
+
+
+@experiment("06", "packing_leak", "Packing a file sorted by answer, in file order: the block-diagonal mask vs "
+            "none (the answer of the example before is in view)", seeds=(0, 1, 2), rerun=_leak_check, **SFT_CONFIG)
+def packing_leak_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size, only=None):
+    train_records, test_records = instruction_split()
+    cfg = sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps)
+    results = {}
+    for name, switches in LEAK_VARIANTS.items():
+        if only is not None and name not in only:
+            continue
+        model, tokenizer = load_course_model(device)
+        chat_sft(model, tokenizer, sorted_by_answer(train_records), cfg, batch_size=batch_size, seed=seed,
+                 device=device, shuffle=False, **switches)
+        results[name] = _leak_measures(model, tokenizer, test_records)
+    return results
+
+
+def _leak_measures(model, tokenizer, test_records) -> dict:
+    """Exact match alone, and after a whole conversation of the same task with another answer:
+    right, or the neighbour's answer copied?"""
+    neighbours = [next(o for o in test_records[i + 1:] + test_records[:i]
+                       if o.meta["task"] == r.meta["task"] and o.output != r.output) for i, r in enumerate(test_records)]
+    alone = instruction_scores(model, tokenizer, test_records, prompts=[chat_prompt(r) for r in test_records])[1]
+    answers, after = instruction_scores(model, tokenizer, test_records,
+                                        prompts=chat_leak_prompts(test_records, before=neighbours))
+    return {"exact match alone": alone["exact match all both"],
+            "exact match after another answer": after["exact match all both"],
+            "copies the answer before": sum(a.strip() == o.output for a, o in zip(answers, neighbours)) / len(answers)}
 
 
 # ----------------------------------------------------------------------------- command line

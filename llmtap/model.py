@@ -9,7 +9,9 @@ One config, four small classes (attention, MLP, block, model), and the seams the
 * a ``KVCache`` holds past keys/values; the ``prefix_tuning`` slot (trainable keys/values that
   pre-fill the cache) and the ``prompt_tuning`` slot (soft-prompt vectors before the input) are
   empty until ``llmtap.prefix`` fills them (chapter 03);
-* the position encoding is a config switch: learned, sinusoidal, rope, alibi or none (chapter 04).
+* the position encoding is a config switch: learned, sinusoidal, rope, alibi or none (chapter 04);
+* ``positions`` and ``document_ids`` run a packed batch, several examples per row, each example
+  seeing only itself and starting at position 0 (chapter 06, ``llmtap.packing``).
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .positions import Rotary, alibi_flex_attention, alibi_slopes, apply_rope, check_position_kind, sinusoidal_table
+from .packing import block_causal_mask, flex_attention_available, flex_block_mask
+from .positions import (Rotary, alibi_flex_attention, alibi_score_mod, alibi_slopes, apply_rope, check_position_kind,
+                        compiled_flex_attention, sinusoidal_table)
 from .train import count_parameters
 from .validate import positive_int
 
@@ -88,6 +92,14 @@ class KVCache:
         return out
 
 
+@dataclass
+class FlexMask:
+    """A packed batch's attention on CUDA: FlexAttention's ``BlockMask`` (which query/key tiles
+    hold any allowed pair) and, for ALiBi, the ``score_mod`` that adds each row's bias."""
+    block_mask: object
+    score_mod: object = None
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
@@ -97,12 +109,15 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, rope=None, alibi=None, cache: KVCache | None = None):
+    def forward(self, x, rope=None, alibi=None, cache: KVCache | None = None, mask=None):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
         if rope is not None:
             q, k = apply_rope(q, k, *rope)
+        if mask is not None:     # a packed batch (chapter 06): the mask says which keys each query reads
+            return self.resid_dropout(self.c_proj(self._packed_attention(q, k, v, mask).transpose(1, 2)
+                                                  .contiguous().view(B, T, C)))
         past = 0
         if cache is not None:
             past = 0 if cache.keys[self.layer] is None else cache.keys[self.layer].shape[2]
@@ -129,6 +144,15 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
+    def _packed_attention(self, q, k, v, mask):
+        """softmax(q k^T / sqrt(d) + bias, keys outside the mask excluded) v, for ``GPT._packed_mask``'s mask."""
+        if isinstance(mask, FlexMask):
+            return compiled_flex_attention()(q, k, v, score_mod=mask.score_mod, block_mask=mask.block_mask)
+        dropout_p = self.dropout if self.training else 0.0
+        if mask.dtype != torch.bool:          # ALiBi's bias, in the dtype of q under autocast
+            mask = mask.to(q.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
@@ -153,8 +177,8 @@ class Block(nn.Module):
         self.adapter_attn = nn.Identity()   # chapter 03 puts bottleneck adapters here,
         self.adapter_mlp = nn.Identity()    # on each sub-layer's output, before the residual add
 
-    def forward(self, x, rope=None, alibi=None, cache=None):
-        x = x + self.adapter_attn(self.attn(self.ln_1(x), rope, alibi, cache))
+    def forward(self, x, rope=None, alibi=None, cache=None, mask=None):
+        x = x + self.adapter_attn(self.attn(self.ln_1(x), rope, alibi, cache, mask))
         x = x + self.adapter_mlp(self.mlp(self.ln_2(x)))
         return x
 
@@ -209,15 +233,30 @@ class GPT(nn.Module):
     def device(self) -> torch.device:
         return self.wte.weight.device
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None, prompt_embeds=None):
+    def forward(self, idx, targets=None, cache: KVCache | None = None, prompt_embeds=None,
+                positions=None, document_ids=None):
         """Logits (B, T, vocab) for token ids ``idx`` (B, T); with ``targets`` also the mean
-        next-token cross-entropy (positions whose target is -100 are ignored)."""
+        next-token cross-entropy (positions whose target is -100 are ignored).
+
+        A packed batch (chapter 06, ``llmtap.packing``) holds several examples in each row; two
+        (B, T) int tensors describe it. ``positions``: each token's position inside its own example,
+        read by every position encoding in place of 0 .. T-1. ``document_ids``: the example each
+        token belongs to; a token then attends only to earlier tokens with its id. Either may come
+        alone (no document_ids: one example per row; no positions: 0 .. T-1). They describe one whole
+        pass from an empty context, so they do not go with a KV cache or a prefix/soft prompt."""
         if idx.dim() != 2:
             raise ValueError(f"idx must be (batch, time) token ids, got shape {tuple(idx.shape)}")
+        packed = positions is not None or document_ids is not None
+        if packed:
+            positions, document_ids, n_positions = self._check_packed(idx, cache, prompt_embeds,
+                                                                      positions, document_ids)
         x, cache, n_soft = self._virtual_tokens(self.wte(idx), cache, prompt_embeds)
         start, L = (len(cache) if cache is not None else 0), x.shape[1]
-        self._check_fits(start, L)
-        pos = torch.arange(start, start + L, device=idx.device)
+        if packed:     # every row its own positions, the largest + 1 sizes the tables (and dynamic NTK's length)
+            pos = positions
+        else:
+            self._check_fits(start, L)
+            pos, n_positions = torch.arange(start, start + L, device=idx.device), start + L
         rope = alibi = None
         if self.config.position == "learned":
             x = x + self.wpe(pos)
@@ -225,19 +264,73 @@ class GPT(nn.Module):
             # Vaswani et al. (2017) multiply the embeddings by sqrt(d) before adding the table: the
             # table's rows have norm sqrt(d / 2), token rows start at 0.02 sqrt(d), and unscaled the
             # position would drown out the token (the model then cannot learn to copy, chapter 04)
-            x = x * math.sqrt(self.config.n_embd) + sinusoidal_table(start + L, self.config.n_embd).to(x.device, x.dtype)[start:]
+            x = x * math.sqrt(self.config.n_embd) + sinusoidal_table(n_positions, self.config.n_embd).to(x.device, x.dtype)[pos]
         elif self.config.position == "rope":
-            rope = self.rotary(pos, start + L)
+            rope = self.rotary(pos, n_positions)
         elif self.config.position == "alibi":
             alibi = self.alibi_slopes
+        mask = self._packed_mask(positions, document_ids) if packed else None
         x = self.drop(x)
         for block in self.h:
-            x = block(x, rope, alibi, cache)
+            x = block(x, rope, alibi, cache, mask)
         logits = self.lm_head(self.ln_f(x[:, n_soft:]))          # no predictions for soft-prompt positions
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         return logits, loss
+
+    def _check_packed(self, idx, cache, prompt_embeds, positions, document_ids):
+        """Checks a packed batch's ``positions`` and ``document_ids`` and fills in the missing one
+        (positions 0 .. T-1 in every row, or one document per row); returns both and the number of
+        positions they reach, max + 1."""
+        if cache is not None or prompt_embeds is not None or self.n_virtual:
+            raise ValueError("positions and document_ids describe a packed batch run in one pass from an empty "
+                             "context; they cannot go with a KV cache, prompt_embeds or a prefix/soft prompt "
+                             "(chapter 03). Generate one sequence at a time without them, or train the prefix "
+                             "or soft prompt on padded batches (llmtap.train.collate_completions)")
+        if idx.shape[1] == 0:
+            raise ValueError("idx has no tokens (T = 0); a packed batch needs at least one token per row")
+        for name, t in (("positions", positions), ("document_ids", document_ids)):
+            if t is None:
+                continue
+            if not isinstance(t, torch.Tensor) or t.shape != idx.shape:
+                got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"{name} must be a tensor shaped like idx, {tuple(idx.shape)}: one number per "
+                                 f"token; got {got}")
+            if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+                raise ValueError(f"{name} must hold ints, got {t.dtype}; convert with .long()")
+            if t.device != idx.device:
+                raise ValueError(f"{name} is on {t.device} but idx is on {idx.device}; move the whole batch "
+                                 f"to one device (PackedBatch.to(device))")
+        if positions is None:
+            positions, highest = torch.arange(idx.shape[1], device=idx.device).expand_as(idx), idx.shape[1] - 1
+        else:
+            lowest, highest = (int(v) for v in torch.aminmax(positions))   # both in one reduction
+            if lowest < 0:
+                raise ValueError(f"positions must be >= 0, got a minimum of {lowest}")
+        if self.wpe is not None and highest >= self.config.block_size:
+            raise ValueError(f"positions go up to {highest}, past the learned position table of "
+                             f"{self.config.block_size}; pack into rows of at most block_size tokens")
+        if document_ids is None:
+            document_ids = torch.zeros_like(idx)
+        return positions, document_ids, highest + 1
+
+    def _packed_mask(self, positions, document_ids):
+        """What each query of a packed batch may read, built once for all layers.
+
+        On CUDA (torch >= 2.5, no attention dropout while training): FlexAttention's BlockMask,
+        with which the kernel skips the tiles where no query may read any key, and ALiBi's bias as
+        a score_mod that reads each row's positions. Elsewhere a dense mask for SDPA: (B, 1, T, T)
+        bool, True where key j may be read by query i, or for ALiBi the (B, H, T, T) bias
+        -m_h (p_i - p_j) with -inf where the key may not be read."""
+        alibi = self.alibi_slopes if self.config.position == "alibi" else None
+        if document_ids.is_cuda and flex_attention_available() and not (self.training and self.config.dropout > 0):
+            return FlexMask(flex_block_mask(document_ids), None if alibi is None else alibi_score_mod(alibi, positions))
+        allowed = block_causal_mask(document_ids)[:, None]                        # (B, 1, T, T)
+        if alibi is None:
+            return allowed
+        distance = (positions[:, :, None] - positions[:, None, :])[:, None]      # (B, 1, T, T): p_i - p_j
+        return (-alibi[None, :, None, None] * distance).masked_fill(~allowed, float("-inf"))   # m_h * -(p_i - p_j)
 
     def _virtual_tokens(self, x, cache, prompt_embeds):
         """Chapter 03's vectors in front of the text: the prefix fills an empty KV cache (prefix

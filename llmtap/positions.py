@@ -152,13 +152,22 @@ class Rotary(nn.Module):
         self.dynamic = scaling is not None and "dynamic" in (scaling.get("rope_type"), scaling.get("type"))
 
     def forward(self, positions: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin (T, head_dim) for ``positions``, in a sequence now ``seq_len`` long."""
+        """cos and sin for ``positions``, in a sequence now ``seq_len`` long.
+
+        ``positions`` (T,), one row of positions for the whole batch, gives (T, head_dim) tables.
+        ``positions`` (B, T), a row of positions per sequence (a packed batch, where every example
+        starts again at 0, chapter 06), gives (B, 1, T, head_dim): row b's angles p_bt * theta_i,
+        the 1 broadcasting over the heads of the (B, H, T, head_dim) queries and keys."""
+        if positions.dim() not in (1, 2):
+            raise ValueError(f"positions must be (T,) or (B, T), got shape {tuple(positions.shape)}")
         inv_freq = self.inv_freq
         if self.dynamic:            # the base grows with the current length; cached keys keep their angles
             inv_freq = rope_inv_freq(self.head_dim, self.base, self.scaling, seq_len=seq_len)[0].to(positions.device)
         cos, sin = rope_cos_sin(positions, inv_freq)
         if self.attention_factor != 1.0:             # YaRN: q . k scaled by attention_factor^2
             cos, sin = cos * self.attention_factor, sin * self.attention_factor
+        if positions.dim() == 2:                     # (B, T, d) -> (B, 1, T, d): the same angles for every head
+            cos, sin = cos[:, None], sin[:, None]
         return cos, sin
 
 
@@ -176,9 +185,10 @@ def interpolated_positions(T: int, trained_len: int, target_len: int) -> torch.T
 
 
 def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the angles p * theta_i, shaped (T, head_dim) (each angle used for a pair)."""
-    angles = positions.float()[:, None] * inv_freq.to(positions.device)[None, :]   # (T, d/2)
-    angles = torch.cat([angles, angles], dim=-1)                                    # (T, d)
+    """cos and sin of the angles p * theta_i, shaped (T, head_dim) (each angle used for a pair);
+    positions (B, T) give (B, T, head_dim), each row with its own positions."""
+    angles = positions.float()[..., None] * inv_freq.to(positions.device)[None, :]  # (T, d/2) or (B, T, d/2)
+    angles = torch.cat([angles, angles], dim=-1)                                    # (..., d)
     return angles.cos(), angles.sin()
 
 
@@ -250,17 +260,37 @@ def alibi_flex_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slop
     if slopes.shape != (q.shape[1],):
         raise ValueError(f"need one slope per head: slopes {tuple(slopes.shape)} for {q.shape[1]} heads")
     # imported here: FlexAttention exists from torch 2.5 on, and the package runs on torch >= 2.3
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-    global _compiled_flex
-    if _compiled_flex is None:
-        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    from torch.nn.attention.flex_attention import create_block_mask
     L = q.shape[2]
     key = (L, str(q.device))
     if key not in _block_masks:
         _block_masks[key] = create_block_mask(_causal, None, None, L, L, device=q.device)
-    slopes = slopes.to(device=q.device, dtype=torch.float32)
+    return compiled_flex_attention()(q, k, v, score_mod=alibi_score_mod(slopes.to(q.device)),
+                                     block_mask=_block_masks[key])
 
-    def alibi_score(score, b, h, q_idx, kv_idx):
-        return score + slopes[h] * (kv_idx - q_idx)                   # + m_h * -(i - j)
 
-    return _compiled_flex(q, k, v, score_mod=alibi_score, block_mask=_block_masks[key])
+def compiled_flex_attention():
+    """``flex_attention`` compiled once per process (uncompiled it writes out every score)."""
+    from torch.nn.attention.flex_attention import flex_attention
+    global _compiled_flex
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return _compiled_flex
+
+
+def alibi_score_mod(slopes: torch.Tensor, positions: torch.Tensor | None = None):
+    """ALiBi as a FlexAttention ``score_mod``: score + m_h * -(p_i - p_j) for query i and key j.
+
+    Without ``positions`` the positions are the indices (p_i = i); a packed batch gives its (B, T)
+    positions, each example starting at 0, and row b reads its own."""
+    slopes = slopes.to(torch.float32)
+    if positions is None:
+        def alibi_score(score, b, h, q_idx, kv_idx):
+            return score + slopes[h] * (kv_idx - q_idx)                   # + m_h * -(i - j)
+        return alibi_score
+    if positions.dim() != 2:
+        raise ValueError(f"positions must be (B, T), one row of positions per sequence; got {tuple(positions.shape)}")
+
+    def packed_alibi_score(score, b, h, q_idx, kv_idx):
+        return score + slopes[h] * (positions[b, kv_idx] - positions[b, q_idx])   # + m_h * -(p_i - p_j)
+    return packed_alibi_score

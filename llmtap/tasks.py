@@ -24,9 +24,10 @@ from .adapters import add_adapters
 from .icl import ICLTask, select_demonstrations
 from .instruct import Record
 from .lm import CourseLM
-from .lora import add_lora
+from .lora import add_lora, lora_plus_param_groups
 from .prefix import add_prefix_tuning, add_prompt_tuning
 from .prompting import PromptClassifier, Template
+from .qlora import QuantLinear, add_qlora
 from .rouge import rouge_l
 from .sft import format_prompt
 from .train import TrainConfig, completion_batches, train
@@ -118,25 +119,29 @@ def activation_bytes(model, x, y) -> int:
 
 
 def fine_tune(model, tokenizer, pairs, lr: float, steps: int = 80, seed: int = 0, device=None,
-              batch_size: int = 16) -> dict:
+              batch_size: int = 16, param_groups=None) -> dict:
     """``train`` on (context, answer) pairs with the loss on the answer only, and the memory it
     takes, one quantity on every device, counted from the tensors: ``history["memory"]`` = the
     weights + the gradients of the trainable parameters + the optimizer state + the activations
     a step saves for backward (``history["activations"]``). On a GPU ``history["cuda_peak"]`` adds
-    what the allocator actually reserved at the peak (temporaries, workspace)."""
+    what the allocator actually reserved at the peak (temporaries, workspace). The weights include
+    4-bit ``QuantLinear`` layers' codes and constants (buffers, not parameters). ``param_groups``:
+    the optimizer's groups, each with its own lr (``train``'s; LoRA+)."""
     cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=5, log_every=10, progress=False)
     torch.manual_seed(seed)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    history = train(model, completion_batches(tokenizer, pairs, batch_size, seed), cfg, device=device)
+    history = train(model, completion_batches(tokenizer, pairs, batch_size, seed), cfg, device=device,
+                    param_groups=param_groups)
     if device.type == "cuda":
         history["cuda_peak"] = torch.cuda.max_memory_allocated()
     x, y = next(completion_batches(tokenizer, pairs, batch_size, seed))     # one batch of the same shape
     model.train()
     history["activations"] = activation_bytes(model, x.to(device), y.to(device))
     params = {id(p): p for p in model.parameters()}.values()
-    weights = sum(p.numel() * p.element_size() for p in params)
+    weights = sum(p.numel() * p.element_size() for p in params) + sum(
+        b.numel() * b.element_size() for m in model.modules() if isinstance(m, QuantLinear) for b in m.buffers())
     grads = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
     history["memory"] = weights + grads + history["optimizer_bytes"] + history["activations"]
     return history
@@ -185,6 +190,41 @@ def prompt_init_run(base_model, tokenizer, task: TemplateTask, init: str, seed: 
 
 LORA_TARGETS = ["c_attn", "c_proj", "c_fc"]
 RANKS, ALPHAS = (1, 4, 16), (4, 16)
+
+# The LoRA family on chapter 02's task: each one switch away from chapter 02's LoRA (r = 4,
+# alpha = 8 on LORA_TARGETS, lr η = 3e-3). r = 64 twice: alpha / r makes a large rank learn
+# slowly, rsLoRA's alpha / sqrt(r) is the fix it proposes (Kalajdzievski, 2023). LoRA+ twice:
+# η_B = 16 η_A with η_A = η (B then steps at 16 η) and with η_A = η / 10 (lr_scale).
+LORA_FAMILY = {
+    "LoRA r=4": dict(r=4),
+    "LoRA r=64": dict(r=64),
+    "rsLoRA r=64": dict(r=64, use_rslora=True),
+    "DoRA r=4": dict(r=4, use_dora=True),
+    "PiSSA r=4": dict(r=4, init="pissa"),
+    "LoRA+ r=4, η_A = η": dict(r=4, lora_plus_ratio=16.0),
+    "LoRA+ r=4, η_A = η/10": dict(r=4, lora_plus_ratio=16.0, lr_scale=0.1),
+    "QLoRA r=4": dict(r=4, quant="nf4"),
+}
+
+
+def lora_family_run(name: str, base_model, tokenizer, task: TemplateTask, seed: int = 0, device=None,
+                    steps: int = 20, lr: float = 3e-3, alpha: float = 8) -> tuple:
+    """Member ``name`` of ``LORA_FAMILY`` on a copy of the base model (A's random start drawn from
+    ``seed``), fine-tuned ``steps`` steps on the task; returns (model, history)."""
+    if name not in LORA_FAMILY:
+        raise ValueError(f"unknown method {name!r}; choose one of {list(LORA_FAMILY)}")
+    switches = dict(LORA_FAMILY[name])
+    ratio, quant = switches.pop("lora_plus_ratio", None), switches.pop("quant", None)
+    lr = lr * switches.pop("lr_scale", 1.0)
+    torch.manual_seed(seed)
+    model = copy.deepcopy(base_model)
+    if quant is not None:
+        model = add_qlora(model, LORA_TARGETS, alpha=alpha, quant=quant, **switches)
+    else:
+        model = add_lora(model, LORA_TARGETS, alpha=alpha, **switches)
+    # LoRA+: B learns ratio times faster than A; the same weight decay as make_optimizer's
+    groups = None if ratio is None else lora_plus_param_groups(model, lr, ratio, TrainConfig.weight_decay)
+    return model, fine_tune(model, tokenizer, task.train_pairs, lr, steps, seed, device, param_groups=groups)
 
 
 def lora_grid_run(base_model, tokenizer, task: TemplateTask, r: int, alpha: float, seed: int = 0, device=None,
@@ -261,7 +301,7 @@ def instruction_split(draws: int = 3000, per_task: int = 25, seed: int = 0) -> t
 INSTRUCTION_METRICS = ("exact match", "first line", "stops", "ROUGE-L")
 
 
-def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32) -> tuple[list[str], dict]:
+def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32, prompts=None) -> tuple[list[str], dict]:
     """(answers, scores) of the model's greedy answers to ``records`` (each with ``meta["task"]``
     and, from ``instruction_split``, ``meta["phrasing"]``).
 
@@ -273,9 +313,14 @@ def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32) -> t
     * "ROUGE-L": of the first line against the reference.
 
     ``scores["<metric> <task> <phrasing>"]`` is the mean over the records of that task and
-    phrasing ("seen", "held out", or "both"); task "all" is the mean over the tasks."""
+    phrasing ("seen", "held out", or "both"); task "all" is the mean over the tasks. ``prompts``:
+    the text the model reads for each record (default ``sft.format_prompt``; chapter 06 passes a
+    chat template's)."""
     lm = CourseLM(model.eval(), tokenizer)
-    ids = lm.generate_ids([format_prompt(r) for r in records], max_new_tokens)
+    prompts = [format_prompt(r) for r in records] if prompts is None else list(prompts)
+    if len(prompts) != len(records):
+        raise ValueError(f"got {len(prompts)} prompts for {len(records)} records; give one prompt per record")
+    ids = lm.generate_ids(prompts, max_new_tokens)
     answers = [lm.decode(i) for i in ids]
     per_record = []
     for r, a, i in zip(records, answers, ids):

@@ -65,6 +65,18 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
 
 
+def _grouped_optimizer(param_groups, cfg: TrainConfig) -> torch.optim.AdamW:
+    groups = list(param_groups) if isinstance(param_groups, (list, tuple)) else None
+    if not groups or not all(isinstance(g, dict) and "params" in g for g in groups):
+        raise ValueError("param_groups must be a non-empty list of dicts, each with 'params' (and its own 'lr'), "
+                         "as lora.lora_plus_param_groups returns")
+    rates = [g.get("lr", cfg.lr) for g in groups]           # a group without "lr" takes cfg.lr
+    bad = [r for r in rates if isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0]
+    if bad:
+        raise ValueError(f"every group's lr must be a number > 0, got {bad}")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
 # ----------------------------------------------------------------------------- what trains
 def mark_only_trainable(model: torch.nn.Module, is_trainable: Callable[[str], bool]) -> torch.nn.Module:
     """Freeze every parameter of ``model`` except those whose name ``is_trainable(name)`` accepts.
@@ -164,20 +176,26 @@ def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
 
 def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: TrainConfig,
           evaluate: Callable[[torch.nn.Module], dict] | None = None,
-          on_log: Callable[[int, float], None] | None = None, device=None) -> dict:
+          on_log: Callable[[int, float], None] | None = None, device=None, param_groups: list[dict] | None = None) -> dict:
     """Train ``model`` on (x, y) batches; returns the history
     {"step", "loss", "lr", "eval", "seconds", "optimizer_bytes"}.
 
     ``batches`` is an iterator (or a function returning one batch per call) of token-id tensors
     x and targets y; the model must return (logits, loss) for ``model(x, y)``.
+    A batch may also be a ``llmtap.packing.PackedBatch``: its positions and document ids then go
+    to the model too.
     ``on_log(step, loss)`` is called every ``log_every`` steps (a live plot hooks in here).
+    ``param_groups``: AdamW's groups instead of ``make_optimizer``'s, each with its own "lr" (LoRA+,
+    ``lora.lora_plus_param_groups``); the schedule then scales every group by the same factor,
+    lr_group(t) = lr_group · lr(t) / cfg.lr, so their ratio holds all through training.
     """
     # imported here, not at the top: checkpoints imports the model, and the model imports this module
     from .checkpoints import save_checkpoint
     device = pick_device() if device is None else torch.device(device)
     model.to(device).train()
     next_batch = batches if callable(batches) else (lambda it=iter(batches): next(it))
-    opt = make_optimizer(model, cfg)
+    opt = make_optimizer(model, cfg) if param_groups is None else _grouped_optimizer(param_groups, cfg)
+    ratios = [group["lr"] / cfg.lr for group in opt.param_groups]
     amp = autocast_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     history = {"step": [], "loss": [], "lr": [], "eval": [], "seconds": 0.0}
@@ -186,12 +204,17 @@ def train(model: torch.nn.Module, batches: Iterator | Callable[[], tuple], cfg: 
     bar = tqdm(range(cfg.steps), disable=not cfg.progress, desc="train")
     for step in bar:
         lr = cosine_lr(step, cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        x, y = next_batch()
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for group, ratio in zip(opt.param_groups, ratios):
+            group["lr"] = lr * ratio
+        batch, packed = next_batch(), {}
+        if hasattr(batch, "document_ids"):          # a packed batch (llmtap.packing.PackedBatch, chapter 06)
+            batch = batch.to(device)
+            x, y, packed = batch.x, batch.y, {"positions": batch.positions, "document_ids": batch.document_ids}
+        else:
+            x, y = batch
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            _, loss = model(x, y)
+            _, loss = model(x, y, **packed)
         _optimizer_step(model, opt, scaler, loss, cfg.grad_clip)
         running += loss.detach()
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:

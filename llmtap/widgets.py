@@ -379,3 +379,75 @@ def rouge_threshold_explorer(candidates: list[str], pool: list[str], threshold: 
             print(f"{'kept    ' if k else 'rejected'}  {b:.2f}  {text}")
 
     return live_view([slider], draw)
+
+
+# ----------------------------------------------------------------------------- chapter 06: chat templates and loss masks
+ROLE_COLOURS = {"system": "#d9d9d9", "user": "#cfe2f3", "assistant": "#d9ead3"}
+
+
+def token_roles(messages, rendered) -> list[str]:
+    """The role that wrote each character of ``rendered.text`` (the template's own text counts as
+    the role of the message it wraps): each message's content is looked up in order."""
+    roles, pos = ["template"] * len(rendered.text), 0
+    for m in messages:
+        start = rendered.text.find(m["content"], pos)
+        if start < 0:
+            continue
+        roles[start:start + len(m["content"])] = [m["role"]] * len(m["content"])
+        pos = start + len(m["content"])
+    return roles
+
+
+def loss_mask_figure(messages, template: str = "chatml", tokenizer=None, last_turn_only: bool = False,
+                     bug: str | None = None, per_row: int = 32):
+    """Every token of a rendered conversation as a box: filled by the role whose text it is (grey
+    system, blue user, green assistant, white template text), framed in red when it is a target of
+    the loss (``chat.chat_labels`` with ``last_turn_only`` and ``bug``). Returns the Figure."""
+    from .chat import _course_tokens, _overlaps, chat_labels, render
+    from .tokenizer import Tokenizer
+    rendered = render(messages, template, bos_token="<bos>")
+    tokenizer = tokenizer or Tokenizer.from_text(rendered.text)
+    ids, offsets = _course_tokens(rendered.text, tokenizer)       # each token's (start, end) in the text
+    mask = _overlaps(offsets, rendered.assistant_spans)
+    _, y = chat_labels(ids, mask, last_turn_only=last_turn_only, bug=bug, pad_id=tokenizer.eos_id)
+    trained = [False] + [bool(v != -100) for v in y.tolist()]            # token k is the target at k - 1
+    char_roles = token_roles(messages, rendered)
+    pieces = [tokenizer.id_to_piece(i) for i in ids]
+    starts = [start for start, _ in offsets]
+    rows = (len(ids) + per_row - 1) // per_row
+    fig, ax = plt.subplots(figsize=(per_row * 0.32, rows * 0.42 + 0.5))
+    for k, (piece, start) in enumerate(zip(pieces, starts)):
+        r, c = divmod(k, per_row)
+        role = char_roles[start] if start < len(char_roles) else "template"
+        ax.add_patch(plt.Rectangle((c, -r), 0.92, 0.8, facecolor=ROLE_COLOURS.get(role, "white"),
+                                   edgecolor="red" if trained[k] else "#999999", lw=2 if trained[k] else 0.5))
+        label = {"\n": "⏎", " ": "·"}.get(piece, "b" if piece.startswith("<0x") else piece)    # b: a byte token
+        ax.text(c + 0.46, -r + 0.4, label if len(label) == 1 else label.strip("<>")[:3], ha="center", va="center",
+                fontsize=7 if len(label) == 1 else 5)
+    ax.set(xlim=(-0.1, per_row), ylim=(-rows + 0.9, 0.9), xticks=[], yticks=[])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    n = sum(trained)
+    ax.set_title(f"{template}: {len(ids)} tokens, {n} trained (red frame)" + (f", bug: {bug}" if bug else "")
+                 + ("; last turn only" if last_turn_only else ""), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def loss_mask_explorer(messages, tokenizer=None):
+    """Pick a chat template, a labelling mistake and whether every assistant turn is trained: the
+    conversation's tokens, coloured by role, with the trained ones framed."""
+    from .chat import BUGS, TEMPLATES
+    templates = [t for t in TEMPLATES if t != "alpaca" or len(messages) == 2]
+    template = w.Dropdown(options=templates, value=templates[0], description="template", style=FIT_LABEL)
+    bug = w.Dropdown(options=[("none", None)] + [(b, b) for b in BUGS], value=None, description="mistake",
+                     style=FIT_LABEL)
+    last = w.Checkbox(value=False, description="last turn only")
+
+    def draw():
+        loss_mask_figure(messages, template.value, tokenizer, last.value, bug.value)
+        plt.show()
+        print(BUGS[bug.value].effect if bug.value else "labels right: every assistant token, its end mark included, "
+              "is a target, and nothing else is")
+
+    return live_view([[template, bug], last], draw)

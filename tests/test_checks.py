@@ -21,6 +21,9 @@ TITLES = {
     checks.check_lora_layer: "Exercise: the LoRA layer",
     checks.check_merge_weight: "Exercise: merge",
     checks.check_lora_param_count: "Exercise: LoRA parameter count",
+    checks.check_nf4_block: "Exercise: one NF4 block",
+    checks.check_dora_weight: "Exercise: DoRA's weight",
+    checks.check_pissa_init: "Exercise: PiSSA's start",
     checks.check_adapter_forward: "Exercise: adapter forward",
     checks.check_adapter_block: "Exercise: the adapter block",
     checks.check_prefix_attention: "Exercise: attention with a prefix",
@@ -33,8 +36,11 @@ TITLES = {
     checks.check_keep_instruction: "Exercise: the instruction filter",
     checks.check_instruction_round: "Exercise: one Self-Instruct round",
     checks.check_sft_batch: "Exercise: the SFT batch",
+    checks.check_assistant_mask: "Exercise: the assistant mask",
+    checks.check_block_mask: "Exercise: the block-diagonal causal mask",
+    checks.check_chat_labels: "Exercise: chat labels",
 }
-BANKS = [f"test_checks_ch{n:02d}" for n in range(6)]
+BANKS = [f"test_checks_ch{n:02d}" for n in range(7)] + ["test_checks_ch02b"]
 
 
 BANK = {bank: importlib.import_module(bank) for bank in BANKS}

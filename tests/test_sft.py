@@ -7,9 +7,11 @@ from llmtap.hf import load_lm
 from llmtap.instruct import Record
 from llmtap.lm import CourseLM
 from llmtap.model import GPT, GPTConfig
-from llmtap.sft import encode_sft, format_prompt, generate_responses, sft, sft_pairs
+from llmtap.chat import check_labels
+from llmtap.sft import (chat_batches, chat_prompt, chat_rows, chat_sft, encode_sft, format_prompt, generate_responses,
+                        record_messages, sft, sft_pairs)
 from llmtap.tokenizer import Tokenizer
-from llmtap.train import TrainConfig, collate_completions, completion_batches
+from llmtap.train import TrainConfig, collate_completions, completion_batches, train
 
 RECORDS = [Record("把这个词翻译成英文。", "苹果", "apple", meta={"category": "translate"}),
            Record("Name 2 fruits.", "", "apple, pear"),
@@ -162,3 +164,83 @@ def test_sft_trains_with_a_batch_builder_of_ones_own():
         sft(tiny_model(), TOKENIZER, RECORDS, cfg, collate="mine")
     with pytest.raises(ValueError, match="not both"):
         sft(tiny_model(), TOKENIZER, RECORDS, cfg, collate=own, mask_prompt=False)
+
+
+# ----------------------------------------------------------------------------- chat templates (chapter 06)
+def test_chat_rows_mark_the_answer_and_its_eos():
+    (ids, mask), = chat_rows(RECORDS[2:], TOKENIZER)
+    assert ids[0] == TOKENIZER.bos_id and not mask[0]
+    text = TOKENIZER.decode(ids, skip_special=False)
+    assert text == "<bos>Human: Write this word backwards.\ncat\nAssistant: tac<eos>\n"
+    trained = [i for i, m in zip(ids, mask) if m]
+    assert TOKENIZER.decode(trained, skip_special=False) == "tac<eos>"
+    prompt = chat_prompt(RECORDS[2])
+    assert prompt == "Human: Write this word backwards.\ncat\nAssistant: " and text[len("<bos>"):].startswith(prompt)
+    assert record_messages(RECORDS[1]) == [{"role": "user", "content": "Name 2 fruits."},
+                                           {"role": "assistant", "content": "apple, pear"}]
+
+
+def test_chat_batches_keep_the_invariants_and_show_each_bug():
+    rows = chat_rows(RECORDS, TOKENIZER)
+    batches = chat_batches(rows, 4, seed=0, pad_id=TOKENIZER.pad_id)
+    x, y = next(batches)
+    drawn = [rows[i] for i in _drawn(0, 4, len(rows))]
+    assert check_labels(x, y, drawn, eos_id=TOKENIZER.eos_id, pad_id=TOKENIZER.pad_id) == {}
+    x, y = next(chat_batches(rows, 4, seed=0, pad_id=TOKENIZER.eos_id, bug="pad-is-eos"))
+    assert set(check_labels(x, y, drawn, eos_id=TOKENIZER.eos_id, pad_id=TOKENIZER.eos_id, raise_error=False)) == {"eos"}
+    packed = next(chat_batches(rows, 4, seed=0, pad_id=TOKENIZER.pad_id, packing="packed", block_size=64))
+    assert packed.n_examples == 4 and (packed.y != -100).sum() == (y != -100).sum() + 4   # + the 4 eos pad-is-eos hid
+    with pytest.raises(ValueError, match="packing must be one of"):
+        next(chat_batches(rows, 4, 0, 0, packing="tight"))
+    with pytest.raises(ValueError, match="with packing=None"):
+        next(chat_batches(rows, 4, 0, 0, bug="late-start", packing="packed"))
+    with pytest.raises(ValueError, match="rows is empty"):
+        next(chat_batches([], 4, 0, 0))
+
+
+def test_chat_batches_in_file_order_keep_neighbours_together():
+    records = RECORDS + [Record("Write this word backwards.", w, w[::-1]) for w in ("dog", "pig", "cow")]
+    rows = chat_rows(records, TOKENIZER)                 # two runs of 3 neighbours: records[:3], records[3:]
+    batches = chat_batches(rows, 3, seed=3, pad_id=TOKENIZER.pad_id, packing="naive", block_size=256, shuffle=False)
+    for epoch in range(2):
+        seen = []
+        for _ in range(2):
+            text = TOKENIZER.decode(next(batches).x[0].tolist())
+            run = [i for i, r in enumerate(records) if chat_prompt(r) in text]
+            assert run in ([0, 1, 2], [3, 4, 5])
+            assert [text.index(chat_prompt(records[i])) for i in run] == sorted(text.index(chat_prompt(records[i])) for i in run)
+            seen += run
+        assert sorted(seen) == list(range(6))            # an epoch visits every run once
+    with pytest.raises(TypeError, match="shuffle must be True or False"):
+        next(chat_batches(rows, 4, 0, 0, shuffle="no"))
+
+
+def _drawn(seed, n, k):
+    import random
+    rng = random.Random(seed)
+    return [rng.randrange(k) for _ in range(n)]
+
+
+@pytest.mark.parametrize("switches", [{}, {"packing": "packed"}, {"neftune_alpha": 5.0}])
+def test_chat_sft_learns_and_leaves_no_hook(switches):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=TOKENIZER.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32))
+    cfg = TrainConfig(steps=60, lr=3e-3, min_lr=3e-4, warmup_steps=5, log_every=10, progress=False)
+    history = chat_sft(model, TOKENIZER, RECORDS, cfg, batch_size=4, device="cpu", **switches)
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert not model.wte._forward_hooks and getattr(model.wte, "neftune", None) is None
+    with pytest.raises(ValueError, match="more than the model's"):
+        chat_sft(GPT(GPTConfig(vocab_size=TOKENIZER.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16)),
+                 TOKENIZER, RECORDS, cfg)
+
+
+def test_train_passes_a_packed_batch_to_the_model():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=TOKENIZER.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16))
+    seen = []
+    forward = model.forward
+    model.forward = lambda x, y, **kw: (seen.append(sorted(kw)), forward(x, y, **kw))[1]
+    rows = chat_rows(RECORDS, TOKENIZER)
+    train(model, chat_batches(rows, 3, 0, TOKENIZER.pad_id, packing="packed", block_size=64),
+          TrainConfig(steps=2, lr=1e-3, warmup_steps=1, log_every=1, progress=False), device="cpu")
+    assert seen == [["document_ids", "positions"]] * 2

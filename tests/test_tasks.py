@@ -5,7 +5,7 @@ import torch
 from llmtap import corpus
 from llmtap.model import GPT, GPTConfig
 import llmtap.tasks as tasks_module
-from llmtap.tasks import (INSTRUCTION_METRICS, PEFT_METHODS, PROMPT_INITS, activation_bytes, energy_shares, fine_tune, prompt_init_run, instruction_scores,
+from llmtap.tasks import (INSTRUCTION_METRICS, LORA_FAMILY, PEFT_METHODS, lora_family_run, PROMPT_INITS, activation_bytes, energy_shares, fine_tune, prompt_init_run, instruction_scores,
                           instruction_split, mapping_tasks, peft_run, template_task, truncated_update)
 
 
@@ -70,6 +70,30 @@ def test_peft_run_builds_each_method(course):
         assert set(task.accuracy(model, course.tokenizer)) == set(corpus.LANGS)
     with pytest.raises(ValueError, match="choose one of"):
         peft_run("BitFit", course.model, course.tokenizer, task)
+
+
+def test_lora_family_run_builds_each_member(course):
+    from llmtap.lora import lora_layers
+    from llmtap.qlora import QuantLinear
+    task = template_task(n_train=8, n_test=6)
+    built = {}
+    for name in LORA_FAMILY:
+        model, history = lora_family_run(name, course.model, course.tokenizer, task, seed=0, device="cpu", steps=2)
+        layers = lora_layers(model)
+        built[name] = (next(iter(layers.values())), history)
+        assert set(task.accuracy(model, course.tokenizer)) == set(corpus.LANGS)
+    lora, rs, dora = built["LoRA r=64"][0], built["rsLoRA r=64"][0], built["DoRA r=4"][0]
+    assert lora.scaling == pytest.approx(8 / 64) and rs.scaling == pytest.approx(8 / 64 ** 0.5)
+    assert dora.lora_magnitude_vector is not None and getattr(built["LoRA r=4"][0], "lora_magnitude_vector", None) is None
+    assert isinstance(built["QLoRA r=4"][0].base_layer, QuantLinear)
+    # 4-bit frozen weights: the QLoRA run's memory is smaller than LoRA's by most of the frozen bytes
+    assert built["QLoRA r=4"][1]["memory"] < built["LoRA r=4"][1]["memory"]
+    # PiSSA moves the principal part of W0 into A, B: the frozen weight is no longer the base weight
+    pissa = built["PiSSA r=4"][0]
+    base = course.model.get_submodule("h.0.attn.c_attn").weight
+    assert not torch.equal(pissa.base_layer.weight, base)
+    with pytest.raises(ValueError, match="choose one of"):
+        lora_family_run("VeRA r=4", course.model, course.tokenizer, task)
 
 
 def test_instruction_split_holds_out_whole_contents_in_every_wording():

@@ -63,6 +63,24 @@ def test_make_optimizer_groups_and_no_params():
         make_optimizer(model, cfg)
 
 
+def test_param_groups_keep_their_learning_rate_ratio():
+    # Adam's first step moves every parameter with a gradient by about its lr (m / sqrt(v) = ±1)
+    model = tiny()
+    head = [p for n, p in model.named_parameters() if n.startswith("h.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("h.")]
+    before = [p.detach().clone() for p in head + rest]
+    groups = [{"params": head, "lr": 1e-3, "weight_decay": 0.0}, {"params": rest, "lr": 1.6e-2, "weight_decay": 0.0}]
+    cfg = TrainConfig(steps=1, lr=1e-3, min_lr=1e-4, warmup_steps=0, log_every=1, progress=False)
+    train(model, lambda: _fixed_batch(), cfg, device="cpu", param_groups=groups)
+    moved = [(p.detach() - b).abs().max().item() for p, b in zip(head + rest, before)]
+    assert max(moved[:len(head)]) == pytest.approx(1e-3, rel=0.01)
+    assert max(moved[len(head):]) == pytest.approx(1.6e-2, rel=0.01)
+    with pytest.raises(ValueError, match="param_groups must be a non-empty list"):
+        train(tiny(), lambda: _fixed_batch(), cfg, device="cpu", param_groups=[])
+    with pytest.raises(ValueError, match="every group's lr must be a number > 0"):
+        train(tiny(), lambda: _fixed_batch(), cfg, device="cpu", param_groups=[{"params": head, "lr": -1}])
+
+
 # ----------------------------------------------------------------------------- training
 def _fixed_batch():
     g = torch.Generator().manual_seed(0)

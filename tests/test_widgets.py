@@ -346,3 +346,43 @@ def test_a_static_copy_of_the_first_view_only_when_asked(monkeypatch):
     monkeypatch.setenv(widgets.STATIC_COPY, "1")
     widgets.live_view([slider], lambda: drawn.append("view"))
     assert drawn == ["view", "view"]                           # and once more, as a plain saved figure
+
+
+# ----------------------------------------------------------------------------- chapter 06: loss masks
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fruit."},
+        {"role": "assistant", "content": "pear"}, {"role": "user", "content": "一种动物？"},
+        {"role": "assistant", "content": "apple"}]
+
+
+def test_token_roles_follow_the_messages():
+    from llmtap.chat import render
+    rendered = render(CHAT, "human-assistant")
+    roles = widgets.token_roles(CHAT, rendered)
+    text = rendered.text
+    assert "".join(c for c, r in zip(text, roles) if r == "assistant") == "pearapple"
+    assert "".join(c for c, r in zip(text, roles) if r == "system") == "Be brief."
+    assert roles[text.index("Human")] == "template"
+
+
+@pytest.mark.parametrize("bug,trained", [(None, 11), ("pad-is-eos", 9), ("late-start", 9), ("train-on-prompt", None)])
+def test_loss_mask_figure_frames_the_trained_tokens(bug, trained):
+    from llmtap.chat import chat_labels, render, token_mask
+    tok = Tokenizer.from_text(render(CHAT, "human-assistant").text)
+    fig = widgets.loss_mask_figure(CHAT, "human-assistant", tok, bug=bug)
+    ids, mask = token_mask(render(CHAT, "human-assistant", bos_token="<bos>"), tok)
+    n = int((chat_labels(ids, mask, bug=bug, pad_id=tok.eos_id)[1] != -100).sum())
+    assert trained is None or n == trained            # "pear<eos>" + "apple<eos>" is 11 tokens
+    assert f"{n} trained" in fig.axes[0].get_title()
+    framed = [p for p in fig.axes[0].patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
+    assert len(framed) == n
+    plt.close(fig)
+
+
+def test_loss_mask_explorer_redraws(capsys):
+    ui = widgets.loss_mask_explorer(CHAT)
+    template, bug = ui.children[0].children
+    assert "alpaca" not in template.options                   # two turns: the alpaca template refuses them
+    bug.value = "pad-is-eos"
+    assert "never learns to stop" in capsys.readouterr().out
+    template.value = "chatml"
+    assert "pad-is-eos" in last_title()

@@ -97,6 +97,8 @@ EXPLORERS = [
              [Action("position slider", "slider", 0, "right"), Action("scaling dropdown", "select", 0, 2)]),
     Explorer("rouge_threshold_explorer", {"slider": 1},
              [Action("threshold slider", "slider", 0, "left")], printed=True),
+    Explorer("loss_mask_explorer", {"select": 2},
+             [Action("template dropdown", "select", 0, 1), Action("mistake dropdown", "select", 1, 3)], printed=True),
     Explorer("LiveLossPlot", {"button": 1},
              [Action("'add a point' button", "button", 0)]),
 ]
