@@ -2,7 +2,7 @@
 
 The same SFT-like examples (prompt 8-40 tokens, completion 2-120 tokens, log-uniform, so most
 are short and a few long) go through the course-sized model (``llmtap.pretrain.course_config``:
-4 layers x 128, RoPE, block 256) once, three ways:
+5 layers x 112, RoPE, block 256) once, three ways:
 
 * padded:              batches of ``--batch`` examples in random order (``collate_completions``),
                        each as long as its longest example;

@@ -7,7 +7,7 @@ attention and after the MLP), prefix tuning (10 key/value vectors per layer) and
 AdamW) relative to full fine-tuning. For scale: the LoRA paper (Hu et al., 2021, Table 1)
 measured adapters adding 2.2%-30.3% latency on GPT-2 medium, worst at batch 1, and merged LoRA none.
 
-CPU: the shipped course model (4 layers, width 128), batch 1 and 16. CUDA: a course GPT of
+CPU: the shipped course model (5 layers, width 112), batch 1 and 16. CUDA: a course GPT of
 GPT-2 medium's shape (24 layers, width 1024, 16 heads, random weights), bf16 autocast, batch 1
 and 32. Nothing is downloaded.
 

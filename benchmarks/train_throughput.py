@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import base_parser, interleaved, print_table, training_step  # noqa: E402
 
 from llmtap.model import GPT, GPTConfig  # noqa: E402
+from llmtap.pretrain import course_config  # noqa: E402
 from llmtap.device import autocast_dtype  # noqa: E402
 
 
@@ -53,7 +54,7 @@ def main():
     elif device.type == "cuda":
         cfg, batch = GPTConfig(vocab_size=748, block_size=1024, n_layer=12, n_head=12, n_embd=768), 16
     else:   # the course model's own size and batch
-        cfg, batch = GPTConfig(vocab_size=748, block_size=256, n_layer=4, n_head=4, n_embd=128), 32
+        cfg, batch = course_config(vocab_size=1009), 32
     amp = autocast_dtype(device)
     x = torch.randint(0, cfg.vocab_size, (batch, cfg.block_size), device=device)
     y = torch.randint(0, cfg.vocab_size, (batch, cfg.block_size), device=device)
