@@ -89,10 +89,10 @@ def test_nf4_beats_int4_on_the_course_model():
     model, _ = llmtap.load_course_model("cpu")
     e = quantization_errors(model)
     assert set(e) == {"nf4", "nf4_double_quant", "int4", "mean_square_weight", "layers"}
-    assert e["nf4"] < 0.8 * e["int4"]                            # measured: 5.58e-5 vs 7.53e-5
+    assert e["nf4"] < 0.8 * e["int4"]                            # measured: 6.30e-5 vs 1.05e-4
     assert all(r["nf4"] < r["int4"] for r in e["layers"].values())
     assert e["nf4"] <= e["nf4_double_quant"] < 1.01 * e["nf4"]   # double quantisation costs < 1 %
-    assert len(e["layers"]) == 4 * 4 + 1                         # c_attn, c_proj, c_fc, c_proj per block; lm_head
+    assert len(e["layers"]) == 4 * model.config.n_layer + 1      # c_attn, c_proj, c_fc, c_proj per block; lm_head
 
 
 def test_double_quantisation():
