@@ -213,10 +213,13 @@ def run_experiment(chapter: str, name: str, seed: int, device=None) -> dict:
     return {"seed": seed, "values": out, "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def run_chapter(chapter: str, seeds=None, device=None, names=None, progress=print) -> dict:
-    """Every experiment of a chapter over its seeds (or the first ``seeds`` of them)."""
+def run_chapter(chapter: str, seeds=None, device=None, names=None, progress=print, jobs: int = 1) -> dict:
+    """Every experiment of a chapter over its seeds (or the first ``seeds`` of them). ``jobs`` > 1
+    runs that many seeds at once on a CPU, each in its own process on one thread, so that the
+    values are the same as one after the other (a GPU runs them one after the other)."""
     chapter = _chapter(chapter)
     device = pick_device() if device is None else torch.device(device)
+    positive_int(jobs, "jobs")
     results = {"chapter": chapter, "torch": torch.__version__, "device": device.type, "threads": 1,
                "experiments": {}}
     for name, exp in EXPERIMENTS[chapter].items():
@@ -224,16 +227,27 @@ def run_chapter(chapter: str, seeds=None, device=None, names=None, progress=prin
             continue
         chosen = exp.seeds if seeds is None else tuple(range(positive_int(seeds, "seeds")))
         runs, seconds = [], []
-        for seed in chosen:
-            one = run_experiment(chapter, name, seed, device)
+        for one in _run_seeds(chapter, name, chosen, device, jobs if device.type == "cpu" else 1):
             runs.append(one["values"])
             seconds.append(one["seconds"])
-            progress(f"{chapter} {name} seed {seed}: {one['seconds']} s")
+            progress(f"{chapter} {name} seed {one['seed']}: {one['seconds']} s")
         results["experiments"][name] = {"title": exp.title, "config": exp.config, "seeds": list(chosen),
                                         "runs": runs, "seconds": seconds,
                                         "cpu": cpu_name() if device.type == "cpu" else None}
     results["command"] = f"python -m llmtap.experiments {chapter}" + (f" --seeds {seeds}" if seeds else "")
     return results
+
+
+def _run_seeds(chapter: str, name: str, seeds, device, jobs: int):
+    """run_experiment for each seed, in order; with jobs > 1 in a pool of fresh processes."""
+    if jobs == 1:
+        for seed in seeds:
+            yield run_experiment(chapter, name, seed, device)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        yield from pool.map(run_experiment, *zip(*[(chapter, name, seed, str(device)) for seed in seeds]))
 
 
 def write_results(results: dict, path=None) -> Path:
@@ -682,6 +696,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the chapter's own")
     ap.add_argument("--only", nargs="*", help="only these experiments of the chapter")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="on a CPU, run this many seeds at once, each in its own process on one thread")
     ap.add_argument("--out", type=Path, default=None, help="where to write (default: the shipped file)")
     ap.add_argument("--check", action="store_true", help="re-run the first seed of the shipped file and compare")
     args = ap.parse_args(argv)
@@ -692,7 +708,7 @@ def main(argv=None):
                     for p in stale_values(chapter, name, results)]
         print("\n".join(problems) or f"chapter {chapter}: the first seed of every experiment reproduces the file")
         raise SystemExit(1 if problems else 0)
-    results = run_chapter(chapter, args.seeds, args.device, args.only)
+    results = run_chapter(chapter, args.seeds, args.device, args.only, jobs=args.jobs)
     target = Path(args.out) if args.out is not None else results_path(chapter)
     if args.only and target.is_file():        # --only re-runs some experiments: keep the file's others
         kept = load_results(chapter, target)

@@ -185,6 +185,16 @@ def test_command_line_writes_and_checks(tmp_path, monkeypatch, capsys):
     assert set(json.loads(out.read_text())["experiments"]) == {"tiny", "other"}
 
 
+def test_seeds_in_parallel_processes_give_the_same_values():
+    # each seed in its own process, on one thread: the same numbers as one after the other
+    one_by_one = experiments.run_chapter("01", seeds=2, device="cpu", names=["labels"], progress=lambda line: None)
+    parallel = experiments.run_chapter("01", seeds=2, device="cpu", names=["labels"], progress=lambda line: None, jobs=2)
+    assert parallel["experiments"]["labels"]["runs"] == one_by_one["experiments"]["labels"]["runs"]
+    assert parallel["experiments"]["labels"]["seeds"] == [0, 1]
+    with pytest.raises(ValueError, match="jobs"):
+        experiments.run_chapter("01", seeds=1, device="cpu", names=["labels"], jobs=0)
+
+
 def test_results_files_ship_in_the_package():
     """A wheel holds only what pyproject's package-data names: without it a Colab install has no
     results to show (every file under llmtap/data must match one of its patterns)."""
