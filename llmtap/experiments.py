@@ -246,8 +246,10 @@ def _run_seeds(chapter: str, name: str, seeds, device, jobs: int):
         return
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        yield from pool.map(run_experiment, *zip(*[(chapter, name, seed, str(device)) for seed in seeds]))
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:    # spawn: a fresh torch each
+        futures = [pool.submit(run_experiment, chapter, name, seed, str(device)) for seed in seeds]
+        for future in futures:                                                           # in seed order
+            yield future.result()
 
 
 def write_results(results: dict, path=None) -> Path:
