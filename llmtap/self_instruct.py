@@ -120,11 +120,13 @@ def instruction_prompt(instructions: list[str], lang: str = "en") -> str:
 
 def parse_instructions(text: str) -> list[str]:
     """The instructions in the model's continuation: the text up to the next 'Task N:' marker is
-    the first one, each later marker starts another; each ends at its line's end."""
+    the first one, each later marker starts another; each ends at its line's end. A last line
+    with no line end is dropped: the token limit cut it (the released Self-Instruct code drops
+    the last instruction of a reply cut by its length limit too)."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     pieces = _MARKER_RE.split(text)
-    return [p.split("\n")[0].strip() for p in pieces if p.split("\n")[0].strip()]
+    return [p.split("\n")[0].strip() for p in pieces if p.split("\n")[0].strip() and "\n" in p]
 
 
 def sample_instructions(seed_tasks, generated_tasks, rng: random.Random, n_seed: int = 6,
@@ -142,12 +144,13 @@ def sample_instructions(seed_tasks, generated_tasks, rng: random.Random, n_seed:
 
 
 CLASSIFY_HEADER = {"en": "Can the task's output be one label from a small set of classes? Answer Yes or No.\n\n",
-                   "zh": "这个任务的输出是否是从几个类别中选一个标签？回答是或否。\n\n"}
-YES_NO = {"en": ("Yes", "No"), "zh": ("是", "否")}
+                   "zh": "这个任务的输出是否是从几个类别中选一个标签？回答是或不是。\n\n"}
+# "不是", not "否": the course tokenizer has no "否", and a 3-token answer cut in its UTF-8 bytes is unreadable
+YES_NO = {"en": ("Yes", "No"), "zh": ("是", "不是")}
 
 
 def classification_prompt(instruction: str, examples: list[Task]) -> str:
-    """Few-shot: example tasks with Yes/No (是/否), then the new one."""
+    """Few-shot: example tasks with Yes/No (是/不是), then the new one."""
     lang = detect_lang(instruction)
     yes, no = YES_NO[lang]
     label = "Classification" if lang == "en" else "分类任务"
@@ -168,7 +171,8 @@ def parse_yes_no(text: str):
 def identify_classification(generator, tasks: list[Task], examples: list[Task], seed: int = 0) -> list:
     """Stage 2 on its own, to measure it: the generator's answer (True, False, or None when
     unclear) to the classification question for each task of ``tasks``, with ``examples`` as
-    the few-shot examples (a task is never its own example). Compare with ``t.is_classification``."""
+    the few-shot examples (those in the task's language when there are any; a task is never its
+    own example). Compare with ``t.is_classification``."""
     if not callable(generator):
         raise TypeError("generator must be callable as generator(prompt, max_new_tokens, seed) -> str")
     if not examples:
@@ -177,6 +181,7 @@ def identify_classification(generator, tasks: list[Task], examples: list[Task], 
     answers = []
     for t in tasks:
         shots = [e for e in examples if e.instruction != t.instruction]
+        shots = [e for e in shots if e.lang == t.lang] or shots           # examples in the task's language
         answers.append(parse_yes_no(generator(classification_prompt(t.instruction, shots), 3, rng.randrange(2**31))))
     return answers
 
@@ -494,6 +499,7 @@ class SelfInstruct:
         self.n_instances = n_instances     # course style: one instance prompt each, so that conflicts can show
         self.filters = filters             # False: keep everything that parses (the unfiltered pool, to compare)
         self.counts, self.kept, self.rejected = Counter(), [], []   # rejected: (text, stage, reason, detail)
+        self.classified = []               # (instruction, stage 2's answer: True, False or None when unclear)
         # a mixed-language run picks each prompt's language among those the seed tasks are in
         self.langs = sorted({t.lang for t in seeds}) if lang is None else [lang]
         # the original run asks about classification with one fixed, balanced set of examples
@@ -507,7 +513,7 @@ class SelfInstruct:
 
     def step(self) -> list[Task]:
         """One round; nothing changes (pool, counts, examples) if the generator fails."""
-        counts, rejected, new_tasks = Counter(), [], []
+        counts, rejected, new_tasks, classified = Counter(), [], [], []
         rng_state = self.rng.getstate()
         try:
             round_index = RougeIndex(self.index.texts)    # the pool; instructions that pass join it
@@ -519,7 +525,9 @@ class SelfInstruct:
                     continue
                 counts["instructions passing filters"] += 1
                 round_index.add(ins)
-                is_cls = self._is_classification(ins, counts)
+                answer = self._is_classification(ins, counts)
+                classified.append((ins, answer))
+                is_cls = bool(answer)                    # an unclear answer counts as no
                 text, instances, why = self._instances(ins, is_cls, counts)
                 if why:
                     counts[f"rejected: {why}"] += 1
@@ -536,6 +544,7 @@ class SelfInstruct:
         self.counts.update(counts)
         self.kept += new_tasks
         self.rejected += rejected
+        self.classified += classified
         self.round += 1
         return new_tasks
 
@@ -569,16 +578,17 @@ class SelfInstruct:
         counts["instructions generated"] += len(candidates)
         return candidates
 
-    def _is_classification(self, instruction: str, counts: Counter) -> bool:
-        """Stage 2: a few-shot yes/no question; an unclear answer counts as no."""
+    def _is_classification(self, instruction: str, counts: Counter):
+        """Stage 2: a few-shot yes/no question, the examples seed tasks in the instruction's language;
+        True, False, or None when the answer is unclear."""
         if self.style == "original":
             prompt = original_classification_prompt(instruction, self.clf_shots)
         else:
-            prompt = classification_prompt(instruction, self.rng.sample(self.seed_tasks,
-                                                                        min(self.n_shots, len(self.seed_tasks))))
+            shots = [t for t in self.seed_tasks if t.lang == detect_lang(instruction)] or self.seed_tasks
+            prompt = classification_prompt(instruction, self.rng.sample(shots, min(self.n_shots, len(shots))))
         answer = parse_yes_no(self._generate(prompt, 3))
         counts[{True: "classification: yes", False: "classification: no", None: "classification: unclear"}[answer]] += 1
-        return bool(answer)
+        return answer
 
     def _instances(self, instruction: str, is_cls: bool, counts: Counter) -> tuple[str, list, str | None]:
         """Stage 3: (the model's text, the valid instances, why there are none or None)."""

@@ -30,6 +30,7 @@ from .prompting import PromptClassifier, Template
 from .qlora import QuantLinear, add_qlora
 from .rouge import rouge_l
 from .sft import format_prompt
+from .teach_formats import check_world_instance, recognise_task
 from .train import TrainConfig, completion_batches, train
 from .validate import one_of, positive_int
 from .world import UNTAUGHT_TEMPLATES
@@ -298,7 +299,7 @@ def instruction_split(draws: int = 3000, per_task: int = 25, seed: int = 0) -> t
     return list(unique.values()), test
 
 
-INSTRUCTION_METRICS = ("exact match", "first line", "stops", "ROUGE-L")
+INSTRUCTION_METRICS = ("correct", "exact match", "first line", "stops", "ROUGE-L")
 
 
 def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32, prompts=None) -> tuple[list[str], dict]:
@@ -307,6 +308,9 @@ def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32, prom
 
     An answer is what the model writes up to its <eos> (or ``max_new_tokens``). Per record:
 
+    * "correct": the answer answers the instruction, as the course world checks it
+      (``teach_formats.check_world_instance``: any 3 fruits for '列举3种水果。', not only the
+      reference's 3); exact match for an instruction that is not a world task;
     * "exact match": the answer is the reference (a model that does not stop fails it);
     * "first line": the answer's first line is the reference (a reader who stops at the newline);
     * "stops": the model wrote <eos> within ``max_new_tokens``;
@@ -325,7 +329,9 @@ def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32, prom
     per_record = []
     for r, a, i in zip(records, answers, ids):
         first = a.split("\n")[0].strip()
-        per_record.append({"exact match": float(a.strip() == r.output), "first line": float(first == r.output),
+        found = recognise_task(r.instruction)
+        correct = check_world_instance(*found, r.input, a) is None if found else a.strip() == r.output
+        per_record.append({"correct": float(correct), "exact match": float(a.strip() == r.output), "first line": float(first == r.output),
                            "stops": float(lm.eos_id in i), "ROUGE-L": rouge_l(first, r.output)})
     groups = {}
     for r, row in zip(records, per_record):

@@ -11,32 +11,65 @@ taught model is ``llmtap.generators.LMGenerator``.
 """
 from __future__ import annotations
 
+import argparse
 import random
 import re
+import time
+from pathlib import Path
 
 import torch
 
-from .corpus import ALL_EVENTS, INSTRUCTION_TASKS, instruction_example, level_to_label
-from .generators import keep_end
+from .corpus import ALL_EVENTS, instruction_example, level_to_label
+from .checkpoints import load_checkpoint, load_course_model, save_checkpoint
+from .generators import LMGenerator, keep_end
+from .lm import CourseLM
 from .model import GPT
-from .self_instruct import (MARKER, YES_NO, SelfInstruct, Task, classification_prompt, identify_classification,
+from .self_instruct import (MARKER, YES_NO, SelfInstruct, Task, balanced_shots, classification_prompt, identify_classification,
                             instance_prompt, instruction_prompt, load_seed_tasks)
 from .tokenizer import Tokenizer
 from .train import TrainConfig, completion_batches, train
 from .validate import positive_int
 from .world import CATEGORIES, INSTRUCTION_PHRASINGS, LABEL_NAMES_ZH, LIST_SEPARATOR
 
-CLASSIFICATION_TASKS = ("sentiment", "category")     # corpus tasks whose output is one label of a few
+CATEGORY_NAMES = list(CATEGORIES)
+
+# Self-Instruct's world: the corpus tasks the course model can do, and one more classification
+# task. The corpus's two classification tasks (feelings, groups) have fixed wordings, so any copy
+# the model writes is a duplicate of a seed task; "choose" names its two classes in the
+# instruction ('这个词属于水果还是动物？'), so new classification tasks can exist. Writing a word
+# backwards is left out of the seeds: the course model cannot spell its whole-word tokens.
+CHOICE_PHRASINGS = {"zh": ("这个词属于{g1}还是{g2}？", "这个词是{g1}还是{g2}？", "判断这个词是{g1}还是{g2}。"),
+                    "en": ("Which group is this word in: {g1} or {g2}?", "Is this word a kind of {g1} or of {g2}?",
+                           "Say if this word is a kind of {g1} or of {g2}.")}
+WORLD_TASKS = ("sentiment", "category", "translate", "list", "add", "choose")
+CLASSIFICATION_TASKS = ("sentiment", "category", "choose")     # the output is one label of a few
 
 
-def corpus_tasks(n_records: int = 120, seed: int = 0) -> list[Task]:
-    """The corpus instruction records (``llmtap.corpus.instruction_example``: six simple tasks,
-    Chinese and English) as Tasks: the records of one instruction become its instances."""
+def choice_example(rng: random.Random, lang: str, phrasing="train") -> dict:
+    """One record of the "choose" task: a course word, and two groups of which one is its own."""
+    side = 0 if lang == "zh" else 1
+    own, other = rng.sample(CATEGORY_NAMES, 2)
+    word = rng.choice(CATEGORIES[own])[side]
+    g1, g2 = (own, other) if rng.random() < 0.5 else (other, own)
+    wordings = CHOICE_PHRASINGS[lang]
+    wording = rng.choice(wordings[:-1]) if phrasing == "train" else wordings[-1]
+    return {"instruction": wording.format(g1=g1[side], g2=g2[side]), "input": word, "output": own[side]}
+
+
+def corpus_tasks(n_records: int = 120, seed: int = 0, phrasing: str = "train") -> list[Task]:
+    """The world's tasks as Self-Instruct Tasks, from ``n_records`` records (``WORLD_TASKS`` in
+    turn, Chinese and English in turn): the records of one instruction become its instances.
+    ``phrasing``: "train" draws each wording among all but the last of its task, "held out" takes
+    the last (to test stage 2 on wordings the teaching never showed)."""
     positive_int(n_records, "n_records")
+    if phrasing not in ("train", "held out"):
+        raise ValueError(f"phrasing must be 'train' or 'held out', got {phrasing!r}")
     rng, by_instruction = random.Random(seed), {}
     for i in range(n_records):
-        kind = INSTRUCTION_TASKS[i % len(INSTRUCTION_TASKS)]          # every kind equally often
-        r = instruction_example(rng, lang=("zh", "en")[i // len(INSTRUCTION_TASKS) % 2], task=kind)
+        kind = WORLD_TASKS[i % len(WORLD_TASKS)]                  # every kind equally often
+        lang = ("zh", "en")[i // len(WORLD_TASKS) % 2]
+        r = (choice_example(rng, lang, phrasing) if kind == "choose"
+             else instruction_example(rng, lang=lang, task=kind, phrasing=phrasing))
         task = by_instruction.setdefault(r["instruction"], Task(r["instruction"], [], kind in CLASSIFICATION_TASKS,
                                                                   "corpus", f"corpus_{kind}_{len(by_instruction)}"))
         if (r["input"], r["output"]) not in task.instances:
@@ -46,10 +79,11 @@ def corpus_tasks(n_records: int = 120, seed: int = 0) -> list[Task]:
 
 def format_documents(tasks: list[Task], rng: random.Random, n_documents: int = 600, n_shown: int = 8,
                      n_new: int = 2, n_shots: int = 6) -> list[tuple[str, str]]:
-    """(prompt, continuation) pairs in the exact formats of the loop, built from ``tasks``, in turn:
+    """(prompt, continuation) pairs in the exact formats of the loop, built from ``tasks``, in
+    turn (``DOCUMENT_MIX``):
 
     * an instruction prompt of ``n_shown`` numbered tasks, continued by ``n_new`` more;
-    * a classification prompt (``n_shots`` examples), continued by " Yes"/" No" (" 是"/" 否");
+    * a classification prompt (``n_shots`` examples), continued by " Yes"/" No" (" 是"/" 不是");
     * an instance prompt (2 examples, output-first for a classification task), continued by a
       well-formed answer: " input\nOutput: output\n\n" or " label\nInput: input\n\n".
 
@@ -65,14 +99,18 @@ def format_documents(tasks: list[Task], rng: random.Random, n_documents: int = 6
         raise ValueError(f"n_shown, n_new and n_shots must be >= 1, got {n_shown}, {n_new}, {n_shots}")
     documents = []
     for i in range(n_documents):
-        task = rng.choice(tasks)
-        if i % 3 == 0:
+        task, kind = rng.choice(tasks), DOCUMENT_MIX[i % len(DOCUMENT_MIX)]
+        if kind == "instruction":
             documents.append(_instruction_document(task, tasks, rng, n_shown, n_new))
-        elif i % 3 == 1:
+        elif kind == "classification":
             documents.append(_classification_document(task, tasks, rng, n_shots))
         else:
             documents.append(_instance_document(task, tasks, rng))
     return documents
+
+
+# the kinds of document in turn: instances twice, since their answers (a sum, a list) are the hard part
+DOCUMENT_MIX = ("instruction", "classification", "instance", "instance")
 
 
 def _instruction_document(task: Task, tasks: list[Task], rng: random.Random, n_shown: int, n_new: int) -> tuple:
@@ -87,8 +125,9 @@ def _instruction_document(task: Task, tasks: list[Task], rng: random.Random, n_s
 
 
 def _classification_document(task: Task, tasks: list[Task], rng: random.Random, n_shots: int) -> tuple:
-    """Stage 2: is ``task`` a classification task? ``n_shots`` other tasks as examples, then its own answer."""
-    others = [t for t in tasks if t is not task]
+    """Stage 2: is ``task`` a classification task? ``n_shots`` other tasks of its language (as the
+    loop shows them) as examples, then its own answer."""
+    others = [t for t in tasks if t is not task and t.lang == task.lang] or [t for t in tasks if t is not task]
     shots = rng.sample(others, min(n_shots, len(others)))
     yes, no = YES_NO[task.lang]
     return classification_prompt(task.instruction, shots), " " + (yes if task.is_classification else no)
@@ -120,12 +159,52 @@ def teach_formats(model, tokenizer, tasks: list[Task], steps: int = 40, batch_si
     pairs = []
     for prompt, continuation in documents:
         budget = model.config.block_size + 1 - len(tokenizer.encode(continuation))   # x drops the last token
-        pairs.append((keep_end(prompt, n_tokens, budget), continuation))
+        if budget >= 8:                  # a continuation that leaves no room for its prompt is left out
+            pairs.append((keep_end(prompt, n_tokens, budget), continuation))
+    if not pairs:
+        raise ValueError(f"no format document fits the context of {model.config.block_size} tokens; "
+                         f"use a model with a longer context")
     cfg = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=min(10, steps // 5), log_every=max(1, steps // 10),
                       progress=False)
     torch.manual_seed(seed)
     return train(model, completion_batches(tokenizer, pairs, batch_size, seed), cfg, device=device)
 
+
+
+# The shipped taught generator: the course model after TEACH_RECIPE, fp16 on disk. A short live
+# teaching (chapter 05) shows the loss fall; the long one is what the loop runs with.
+GENERATOR_PATH = Path(__file__).parent / "data" / "self_instruct_generator.safetensors"
+TEACH_RECIPE = dict(records=600, tasks_seed=1, steps=1000, batch_size=16, lr=1e-3, n_documents=6000, seed=0)
+
+
+def teach_course_model(device=None, **overrides) -> tuple:
+    """(model, tokenizer, history): the course model taught the formats with ``TEACH_RECIPE``
+    (``overrides`` change any of it) on ``corpus_tasks(records, tasks_seed)``, the training
+    wordings only: the last wording of each task stays unseen, to test stage 2 on."""
+    recipe = {**TEACH_RECIPE, **overrides}
+    unknown = set(recipe) - set(TEACH_RECIPE)
+    if unknown:
+        raise ValueError(f"unknown recipe keys {sorted(unknown)}; the recipe has {sorted(TEACH_RECIPE)}")
+    model, tokenizer = load_course_model(device)
+    history = teach_formats(model, tokenizer, corpus_tasks(recipe["records"], recipe["tasks_seed"]),
+                            steps=recipe["steps"], batch_size=recipe["batch_size"], lr=recipe["lr"],
+                            n_documents=recipe["n_documents"], seed=recipe["seed"], device=device)
+    return model, tokenizer, history
+
+
+def load_taught_model(device=None) -> tuple:
+    """(model, tokenizer) of the shipped taught generator (``python -m llmtap.teach_formats`` rebuilds it)."""
+    if not GENERATOR_PATH.is_file():
+        raise FileNotFoundError(f"the taught generator is missing at {GENERATOR_PATH}; "
+                                f"rebuild it with `python -m llmtap.teach_formats`")
+    model, tokenizer = load_checkpoint(GENERATOR_PATH, device)
+    return model.float(), tokenizer
+
+
+def taught_generator(device=None, temperature: float = 0.8, top_k: int | None = 40) -> LMGenerator:
+    """The shipped taught course model as a Self-Instruct generator."""
+    model, tokenizer = load_taught_model(device)
+    return LMGenerator(CourseLM(model, tokenizer, unknown="bytes"), temperature, top_k)
 
 
 # ----------------------------------------------------------------------------- is a generated task right?
@@ -134,13 +213,15 @@ def teach_formats(model, tokenizer, tasks: list[Task], steps: int = 40, batch_si
 def _pattern(wording: str) -> re.Pattern:
     """A wording with {n}, {a}, {b}, {name} as a regular expression that captures them."""
     parts = re.split(r"\{(\w+)\}", wording)
-    regex = "".join(re.escape(part) if i % 2 == 0 else (rf"(?P<{part}>\d+)" if part != "name" else r"(?P<name>.+?)")
+    numbers = ("n", "a", "b")                            # the rest ({name}, {g1}, {g2}) are group names
+    regex = "".join(re.escape(part) if i % 2 == 0 else (rf"(?P<{part}>\d+)" if part in numbers else rf"(?P<{part}>.+?)")
                     for i, part in enumerate(parts))
     return re.compile(regex + r"$")
 
 
 _PATTERNS = [(task, lang, _pattern(w)) for task, by_lang in INSTRUCTION_PHRASINGS.items()
              for lang, wordings in by_lang.items() for w in wordings]
+_PATTERNS += [("choose", lang, _pattern(w)) for lang, wordings in CHOICE_PHRASINGS.items() for w in wordings]
 _GROUP_OF = {word: (name_zh, name_en) for (name_zh, name_en), items in CATEGORIES.items() for it in items for word in it}
 _TWIN = {word: twin for items in CATEGORIES.values() for z, e in items for word, twin in ((z, e), (e, z))}
 _GROUPS = {name: items for (name_zh, name_en), items in CATEGORIES.items() for name in (name_zh, name_en)}
@@ -175,6 +256,13 @@ def check_world_instance(task: str, lang: str, values: dict, x: str, y: str) -> 
         group = _GROUP_OF.get(x)
         if group is None:
             return "the input is not a word of the course"
+        return None if y == group[0 if lang == "zh" else 1] else "wrong group"
+    if task == "choose":
+        group = _GROUP_OF.get(x)
+        if group is None:
+            return "the input is not a word of the course"
+        if group[0 if lang == "zh" else 1] not in (values["g1"], values["g2"]):
+            return "the word is in neither group"
         return None if y == group[0 if lang == "zh" else 1] else "wrong group"
     if task == "translate":
         if x not in _TWIN:
@@ -227,21 +315,52 @@ STAGES = ("prompts", "instructions generated", "rejected: too short", "rejected:
           "rejected: no instance parsed", "rejected: no valid instance", "tasks kept")
 
 
-def measure_self_instruct(generator, rounds: int = 40, seed: int = 0, max_new_tokens: int = 48) -> dict:
+def stage_two_accuracy(classified) -> tuple[float, int]:
+    """(share right, how many) of stage 2's answers ``[(instruction, True/False/None)]`` on the
+    instructions whose type the world knows (``recognise_task``); an unclear answer is wrong."""
+    known = [(recognise_task(ins), answer) for ins, answer in classified]
+    known = [(found[0] in CLASSIFICATION_TASKS, answer) for found, answer in known if found is not None]
+    return (sum(truth == answer for truth, answer in known) / len(known) if known else float("nan")), len(known)
+
+
+def measure_self_instruct(generator, rounds: int = 40, seed: int = 0, max_new_tokens: int = 48,
+                          seed_tasks: list[Task] | None = None) -> dict:
     """What a Self-Instruct run with ``generator`` gives, in numbers: the loop's counts with the
     filters ("filtered: <stage>") and without ("unfiltered: <stage>"), the well-formed share of
-    both pools, and stage 2's accuracy on the 43 corpus tasks and the seed tasks, whose types are
-    known (an unclear answer counts as wrong)."""
+    both pools, the kept classification tasks, and stage 2's accuracy (an unclear answer counts as
+    wrong) on the run's own instructions that the world recognises, on the world's tasks in
+    wordings the teaching never showed, and on the 44 general seed tasks. ``seed_tasks``: the
+    loop's seed pool, by default ``corpus_tasks(60)``."""
     positive_int(rounds, "rounds")
+    seed_tasks = corpus_tasks(60, seed=0) if seed_tasks is None else seed_tasks
     out = {}
     for name, filters in (("filtered", True), ("unfiltered", False)):
-        si = SelfInstruct(generator, seed=seed, max_new_tokens=max_new_tokens, filters=filters)
+        si = SelfInstruct(generator, seed_tasks=seed_tasks, seed=seed, max_new_tokens=max_new_tokens, filters=filters)
         si.run(rounds)
         out.update({f"{name}: {stage}": float(si.counts.get(stage, 0)) for stage in STAGES})
         out[f"{name}: well-formed share"] = well_formed_share(si.kept)[0]
-    seeds = load_seed_tasks()
-    shots = random.Random(seed).sample(seeds, 6)
-    for name, tasks in (("corpus tasks", corpus_tasks(120, seed=0)), ("seed tasks", seeds)):
+        out[f"{name}: classification tasks kept"] = float(sum(t.is_classification for t in si.kept))
+        out[f"{name}: classification identified, the run's instructions"] = stage_two_accuracy(si.classified)[0]
+    general = load_seed_tasks()
+    shots = balanced_shots(seed_tasks, 6, random.Random(seed))
+    for name, tasks in (("held-out wordings", corpus_tasks(60, seed=1, phrasing="held out")), ("general seed tasks", general)):
         said = identify_classification(generator, tasks, shots, seed)
         out[f"classification identified, {name}"] = sum(s == t.is_classification for s, t in zip(said, tasks)) / len(tasks)
     return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Teach the course model Self-Instruct's formats (TEACH_RECIPE) and "
+                                             "ship it as the taught generator.")
+    ap.add_argument("--out", type=Path, default=GENERATOR_PATH)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(min(2, torch.get_num_threads()))   # the recipe was run on 2 threads; fewer only slows it
+    t0 = time.perf_counter()
+    model, tokenizer, history = teach_course_model("cpu")
+    save_checkpoint(model.half(), args.out, tokenizer, extra={"recipe": TEACH_RECIPE, "loss": history["loss"][-1]})
+    print(f"taught in {time.perf_counter() - t0:.0f} s, loss {history['loss'][0]:.2f} -> {history['loss'][-1]:.2f}; "
+          f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -56,6 +56,7 @@ def test_instruction_prompt_and_parsing():
     assert instruction_prompt(["写一首诗。"], "zh").endswith("任务1：写一首诗。\n任务2：")
     assert parse_instructions(" Name a colour.\nTask 4: Add two numbers.\n任务5：数一数。\nTask 6:") == \
         ["Name a colour.", "Add two numbers.", "数一数。"]
+    assert parse_instructions(" Name a colour.\nTask 4: Add two num") == ["Name a colour."]    # cut by the token limit
     with pytest.raises(ValueError):
         instruction_prompt([], "en")
     with pytest.raises(ValueError):
@@ -175,7 +176,7 @@ def scripted(prompt, max_new_tokens, seed):
     lines = [f"{rng.choice(VERBS)} the {rng.choice(NOUNS)}." for _ in range(3)]
     lines += [rng.choice(["Draw a picture of the sea.", "Hi.", "Describe the river.", "画一只猫。",
                           "- List the rivers of the city.", "\ufffd\ufffd the market at night."])]
-    return " " + "\nTask 10: ".join(lines)
+    return " " + "\nTask 10: ".join(lines) + "\n"
 
 
 def run_pipeline(seed, rounds=15):

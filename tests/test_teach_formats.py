@@ -8,8 +8,10 @@ from llmtap.model import GPT, GPTConfig
 from llmtap.self_instruct import Task, instruction_prompt, parse_instances, parse_instructions, parse_yes_no
 from llmtap import corpus
 from llmtap.self_instruct import load_seed_tasks
-from llmtap.teach_formats import (STAGES, check_world_instance, check_world_task, corpus_tasks, format_documents,
-                                  measure_self_instruct, recognise_task, teach_formats, well_formed_share)
+from llmtap.teach_formats import (CLASSIFICATION_TASKS, DOCUMENT_MIX, STAGES, WORLD_TASKS, check_world_instance,
+                                  check_world_task,
+                                  corpus_tasks, format_documents, measure_self_instruct, recognise_task,
+                                  stage_two_accuracy, teach_formats, well_formed_share)
 from llmtap.tokenizer import Tokenizer
 from llmtap.train import collate_completions
 
@@ -18,11 +20,18 @@ def test_corpus_tasks_group_records_by_instruction():
     tasks = corpus_tasks(120, seed=0)
     assert len({t.instruction for t in tasks}) == len(tasks) and {t.lang for t in tasks} == {"en", "zh"}
     assert all(t.instances for t in tasks) and sum(len(t.instances) for t in tasks) <= 120
-    labels = {t.instruction: t.is_classification for t in tasks}
-    assert labels["这个词属于哪一类？"] and not labels["Write this word backwards."]
+    kinds = {recognise_task(t.instruction)[0] for t in tasks}
+    assert kinds == set(WORLD_TASKS) and "reverse" not in kinds          # the course model cannot spell
+    assert all(t.is_classification == (recognise_task(t.instruction)[0] in CLASSIFICATION_TASKS) for t in tasks)
+    assert all(check_world_task(t) is None for t in tasks)
     assert corpus_tasks(120, seed=0) == tasks
+    held = corpus_tasks(120, seed=0, phrasing="held out")      # one wording per task and language, never taught
+    assert not {t.instruction for t in held} & {t.instruction for t in corpus_tasks(600, seed=1)}
+    assert all(check_world_task(t) is None for t in held)
     with pytest.raises(ValueError, match="n_records"):
         corpus_tasks(0)
+    with pytest.raises(ValueError, match="phrasing"):
+        corpus_tasks(10, phrasing="seen")
 
 
 def test_format_documents_parse_back_to_what_they_were_built_from():
@@ -31,13 +40,13 @@ def test_format_documents_parse_back_to_what_they_were_built_from():
     docs = format_documents(tasks, random.Random(1), n_documents=60)
     assert len(docs) == 60
     for i, (prompt, continuation) in enumerate(docs):
-        if i % 3 == 0:                    # the shown instructions, then new ones, all from the tasks
+        if DOCUMENT_MIX[i % 4] == "instruction":      # the shown instructions, then new ones, all from the tasks
             shown = parse_instructions(prompt.split("\n", 1)[1])
             new = parse_instructions(continuation)
             assert len(new) == 2 and len(shown) == 8 and not set(new) & set(shown)
             assert set(shown + new) <= set(by_instruction)
             assert (prompt + continuation).startswith(instruction_prompt(shown, by_instruction[new[0]].lang))
-        elif i % 3 == 1:                  # the yes/no answer is the task's own label
+        elif DOCUMENT_MIX[i % 4] == "classification":      # the yes/no answer is the task's own label
             task = by_instruction[prompt.rsplit("Task: ", 1)[1].split("\n")[0]]
             assert prompt.endswith("Classification:" if task.lang == "en" else "分类任务:")
             assert parse_yes_no(continuation) is task.is_classification
@@ -73,7 +82,7 @@ def test_teach_formats_lowers_the_loss_on_format_documents():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=128, n_layer=2, n_head=2, n_embd=32))
     held_out = format_documents(tasks, random.Random(99), 12, n_shown=2, n_shots=2)
-    rows = [(tok.encode(p, bos=True)[-60:], tok.encode(c)) for p, c in held_out]
+    rows = [(tok.encode(p, bos=True)[-(128 - len(tok.encode(c))):], tok.encode(c)) for p, c in held_out]   # fits 128
     x, y = collate_completions(rows, tok.pad_id)
 
     def loss():
@@ -113,6 +122,7 @@ def test_world_check_names_what_is_wrong():
     assert recognise_task("列举3种水果。") == ("list", "zh", {"n": "3", "name": "水果"})
     assert recognise_task("What  is 3 plus 4?") == ("add", "en", {"a": "3", "b": "4"})
     assert recognise_task("What is 3 plus") is None and recognise_task("Describe a cat.") is None
+    assert recognise_task("Is this word a kind of fruit or of animal?") == ("choose", "en", {"g1": "fruit", "g2": "animal"})
     cases = [(Task("What is 3 plus 4?", [("", "7")]), None),
              (Task("What is 3 plus 4?", [("", "7"), ("", "8")]), "wrong sum"),
              (Task("列举3种水果。", [("", "苹果、梨、桃子")]), None),
@@ -124,6 +134,9 @@ def test_world_check_names_what_is_wrong():
              (Task("把这个词翻译成英文。", [("雨毛毛", "x")]), "the input is not a word of the course"),
              (Task("Which group does this word belong to?", [("sheep", "animal")]), None),
              (Task("Which group does this word belong to?", [("sheep", "动物")]), "wrong group"),
+             (Task("这个词属于水果还是动物？", [("羊", "动物")]), None),
+             (Task("这个词属于水果还是动物？", [("羊", "水果")]), "wrong group"),
+             (Task("Which group is this word in: fruit or animal?", [("car", "vehicle")]), "the word is in neither group"),
              (Task("Write this word backwards.", [("drum", "murd")]), None),
              (Task("Write this word backwards.", [("drum", "drum")]), "not the word backwards"),
              (Task("Is the feeling of this sentence positive, neutral or negative?", [("hello", "positive")]),
@@ -146,16 +159,28 @@ def test_measure_self_instruct_counts_both_pools_and_stage_two():
             return " (none)\nOutput: 20\n\n"
         if prompt.endswith(("Classification:", "分类任务:")):
             return " No"
-        return " What is 16 plus 4?\nTask 10: What is 2 plus 2?\n"
+        return " What is 16 plus 4?\nTask 10: What is 2 plus 2?\n" if "Task 1:" in prompt else " 16加4等于多少？\n"
 
-    m = measure_self_instruct(sums, rounds=3)
-    assert set(m) == {f"{p}: {s}" for p in ("filtered", "unfiltered") for s in STAGES} | {
-        "filtered: well-formed share", "unfiltered: well-formed share",
-        "classification identified, corpus tasks", "classification identified, seed tasks"}
+    seeds = [t for t in corpus_tasks(60) if t.lang == "en" and recognise_task(t.instruction)[0] != "add"]   # no near-copy
+    m = measure_self_instruct(sums, rounds=3, seed_tasks=seeds)
+    pools = ("filtered", "unfiltered")
+    assert set(m) == {f"{p}: {s}" for p in pools for s in STAGES} | {
+        f"{p}: {s}" for p in pools for s in ("well-formed share", "classification tasks kept",
+                                             "classification identified, the run's instructions")} | {
+        "classification identified, held-out wordings", "classification identified, general seed tasks"}
     assert m["filtered: tasks kept"] == 2 and m["filtered: rejected: duplicate"] == 4      # rounds 2 and 3 repeat
-    assert m["unfiltered: tasks kept"] == 6
+    assert m["unfiltered: tasks kept"] == 6 and m["unfiltered: classification tasks kept"] == 0
     assert m["filtered: well-formed share"] == m["unfiltered: well-formed share"] == 0.5   # 16 + 4 = 20, 2 + 2 != 20
-    corpus, seeds = corpus_tasks(120, seed=0), load_seed_tasks()
-    assert m["classification identified, corpus tasks"] == sum(not t.is_classification for t in corpus) / len(corpus)
-    assert m["classification identified, seed tasks"] == sum(not t.is_classification for t in seeds) / len(seeds)
+    assert m["filtered: classification identified, the run's instructions"] == 1.0         # sums: "No" is right
+    held, general = corpus_tasks(60, seed=1, phrasing="held out"), load_seed_tasks()
+    assert m["classification identified, held-out wordings"] == sum(not t.is_classification for t in held) / len(held)
+    assert m["classification identified, general seed tasks"] == sum(not t.is_classification for t in general) / len(general)
     assert well_formed_share([]) == (0.0, {})
+
+
+def test_stage_two_accuracy_counts_only_what_the_world_knows():
+    said = [("What is 3 plus 4?", False), ("这个词属于水果还是动物？", True), ("Which group does this word belong to?", None),
+            ("Describe a cat.", True)]
+    assert stage_two_accuracy(said) == (2 / 3, 3)                 # unclear is wrong; the cat is not counted
+    share, n = stage_two_accuracy([("Describe a cat.", True)])
+    assert n == 0 and share != share                               # nan: nothing to measure
