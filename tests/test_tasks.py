@@ -130,12 +130,8 @@ def test_instruction_scores_by_task_and_wording(course):
     assert scores["stops all both"] == 0.0          # the base model never ends an answer within 4 tokens
 
 
-def test_instruction_scores_read_the_stop_and_the_first_line(monkeypatch):
-    """A stand-in for CourseLM: for input a it answers 'positive' and stops; for b it runs on after a
-    newline; for c it runs on without one."""
-    from llmtap.instruct import Record
-    replies = {"a": "positive", "b": "positive\nInstruction: more", "c": "positiver, fox"}
-
+def scripted_scores(monkeypatch, records, reply):
+    """instruction_scores with a stand-in for CourseLM: ``reply(prompt)`` is (text, stops)."""
     class ScriptedLM:
         eos_id = 2
 
@@ -143,8 +139,7 @@ def test_instruction_scores_read_the_stop_and_the_first_line(monkeypatch):
             pass
 
         def generate_ids(self, prompts, max_new_tokens):
-            inputs = [p.split("Input: ")[1][0] for p in prompts]
-            return [[ord(ch) for ch in replies[x]] + ([self.eos_id] if x == "a" else []) for x in inputs]
+            return [[ord(ch) for ch in text] + ([self.eos_id] if stops else []) for text, stops in map(reply, prompts)]
 
         def decode(self, ids):
             return "".join(chr(i) for i in ids if i != self.eos_id)
@@ -154,12 +149,32 @@ def test_instruction_scores_read_the_stop_and_the_first_line(monkeypatch):
             return self
 
     monkeypatch.setattr(tasks_module, "CourseLM", ScriptedLM)
+    return instruction_scores(Model(), None, records)[1]
+
+
+def test_instruction_scores_read_the_stop_and_the_first_line(monkeypatch):
+    """For input a the model answers 'positive' and stops; for b it runs on after a newline; for c
+    it runs on without one."""
+    from llmtap.instruct import Record
+    replies = {"a": "positive", "b": "positive\nInstruction: more", "c": "positiver, fox"}
     records = [Record("Is it good?", x, "positive", meta={"task": "sentiment", "phrasing": p})
                for x, p in [("a", "seen"), ("b", "held out"), ("c", "seen")]]
-    _, scores = instruction_scores(Model(), None, records)
+    scores = scripted_scores(monkeypatch, records, lambda p: (replies[p.split("Input: ")[1][0]], p.split("Input: ")[1][0] == "a"))
     assert scores["exact match sentiment seen"] == 0.5 and scores["exact match sentiment held out"] == 0.0
     assert scores["first line sentiment held out"] == 1.0 and scores["first line sentiment seen"] == 0.5
     assert scores["stops sentiment seen"] == 0.5 and scores["stops sentiment both"] == pytest.approx(1 / 3)
+
+
+def test_instruction_scores_correct_asks_the_world(monkeypatch):
+    """Any three fruits answer '列举3种水果。', a repeat does not; elsewhere "correct" is exact match."""
+    from llmtap.instruct import Record
+    replies = {"列举3种水果。": "桃子、梨、苹果", "说出3种水果。": "桃子、梨、梨", "Summarise it.": "7"}
+    records = [Record("列举3种水果。", "", "苹果、香蕉、梨", meta={"task": "list"}),
+               Record("说出3种水果。", "", "苹果、香蕉、梨", meta={"task": "list"}),
+               Record("Summarise it.", "", "7", meta={"task": "other"})]     # not a world task: exact match
+    scores = scripted_scores(monkeypatch, records, lambda p: (replies[p.split("Instruction: ")[1].split("\n")[0]], True))
+    assert scores["correct list seen"] == 0.5 and scores["exact match list seen"] == 0.0
+    assert scores["correct other seen"] == 1.0
 
 
 def test_bad_inputs_say_what_to_change():

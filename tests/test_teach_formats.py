@@ -1,4 +1,5 @@
 """Teaching the course model the loop's formats: corpus tasks, format documents, the short fine-tune."""
+import json
 import random
 
 import pytest
@@ -184,3 +185,17 @@ def test_stage_two_accuracy_counts_only_what_the_world_knows():
     assert stage_two_accuracy(said) == (2 / 3, 3)                 # unclear is wrong; the cat is not counted
     share, n = stage_two_accuracy([("Describe a cat.", True)])
     assert n == 0 and share != share                               # nan: nothing to measure
+
+
+def test_shipped_taught_generator_loads_and_its_recipe_is_checked():
+    from llmtap.checkpoints import read_checkpoint
+    from llmtap.teach_formats import GENERATOR_PATH, TEACH_RECIPE, load_taught_model, teach_course_model, taught_generator
+    tensors, meta = read_checkpoint(GENERATOR_PATH)
+    assert {t.dtype for t in tensors.values()} == {torch.float16}          # half the size on disk
+    assert json.loads(meta["extra"])["recipe"] == TEACH_RECIPE               # the file is this recipe's
+    model, tok = load_taught_model()
+    assert next(model.parameters()).dtype == torch.float32 and tok.vocab_size == model.config.vocab_size
+    text = taught_generator(temperature=0)("Task: What is 3 plus 4?\nInput:", 8, 0)
+    assert isinstance(text, str) and text
+    with pytest.raises(ValueError, match="unknown recipe keys"):
+        teach_course_model(step=3)
