@@ -147,6 +147,7 @@ CLASSIFY_HEADER = {"en": "Can the task's output be one label from a small set of
                    "zh": "这个任务的输出是否是从几个类别中选一个标签？回答是或不是。\n\n"}
 # "不是", not "否": the course tokenizer has no "否", and a 3-token answer cut in its UTF-8 bytes is unreadable
 YES_NO = {"en": ("Yes", "No"), "zh": ("是", "不是")}
+ANSWER_TOKENS = 5          # room for " Yes" in a character tokenizer (4 tokens in the course model's)
 
 
 def classification_prompt(instruction: str, examples: list[Task]) -> str:
@@ -182,7 +183,8 @@ def identify_classification(generator, tasks: list[Task], examples: list[Task], 
     for t in tasks:
         shots = [e for e in examples if e.instruction != t.instruction]
         shots = [e for e in shots if e.lang == t.lang] or shots           # examples in the task's language
-        answers.append(parse_yes_no(generator(classification_prompt(t.instruction, shots), 3, rng.randrange(2**31))))
+        reply = generator(classification_prompt(t.instruction, shots), ANSWER_TOKENS, rng.randrange(2**31))
+        answers.append(parse_yes_no(reply))
     return answers
 
 
@@ -586,7 +588,7 @@ class SelfInstruct:
         else:
             shots = [t for t in self.seed_tasks if t.lang == detect_lang(instruction)] or self.seed_tasks
             prompt = classification_prompt(instruction, self.rng.sample(shots, min(self.n_shots, len(shots))))
-        answer = parse_yes_no(self._generate(prompt, 3))
+        answer = parse_yes_no(self._generate(prompt, ANSWER_TOKENS))
         counts[{True: "classification: yes", False: "classification: no", None: "classification: unclear"}[answer]] += 1
         return answer
 
