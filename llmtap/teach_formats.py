@@ -323,29 +323,43 @@ def stage_two_accuracy(classified) -> tuple[float, int]:
     return (sum(truth == answer for truth, answer in known) / len(known) if known else float("nan")), len(known)
 
 
+SELF_INSTRUCT_PARTS = ("with the filters", "without the filters", "stage 2 alone")
+
+
 def measure_self_instruct(generator, rounds: int = 40, seed: int = 0, max_new_tokens: int = 48,
-                          seed_tasks: list[Task] | None = None) -> dict:
-    """What a Self-Instruct run with ``generator`` gives, in numbers: the loop's counts with the
-    filters ("filtered: <stage>") and without ("unfiltered: <stage>"), the well-formed share of
-    both pools, the kept classification tasks, and stage 2's accuracy (an unclear answer counts as
-    wrong) on the run's own instructions that the world recognises, on the world's tasks in
-    wordings the teaching never showed, and on the 44 general seed tasks. ``seed_tasks``: the
-    loop's seed pool, by default ``corpus_tasks(60)``."""
+                          seed_tasks: list[Task] | None = None, parts=SELF_INSTRUCT_PARTS) -> dict:
+    """What a Self-Instruct run with ``generator`` gives, in numbers, one dict per part:
+
+    * "with the filters" / "without the filters": the loop's counts (``STAGES``), the well-formed
+      share of the kept pool, the kept classification tasks, and stage 2's accuracy on the run's
+      own instructions that the world recognises (an unclear answer counts as wrong);
+    * "stage 2 alone": its accuracy on the world's tasks in the wordings the teaching never showed,
+      and on the 44 general seed tasks.
+
+    ``seed_tasks``: the loop's seed pool, by default ``corpus_tasks(60)``."""
     positive_int(rounds, "rounds")
+    unknown = set(parts) - set(SELF_INSTRUCT_PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {SELF_INSTRUCT_PARTS}")
     seed_tasks = corpus_tasks(60, seed=0) if seed_tasks is None else seed_tasks
     out = {}
-    for name, filters in (("filtered", True), ("unfiltered", False)):
+    for part, filters in (("with the filters", True), ("without the filters", False)):
+        if part not in parts:
+            continue
         si = SelfInstruct(generator, seed_tasks=seed_tasks, seed=seed, max_new_tokens=max_new_tokens, filters=filters)
         si.run(rounds)
-        out.update({f"{name}: {stage}": float(si.counts.get(stage, 0)) for stage in STAGES})
-        out[f"{name}: well-formed share"] = well_formed_share(si.kept)[0]
-        out[f"{name}: classification tasks kept"] = float(sum(t.is_classification for t in si.kept))
-        out[f"{name}: classification identified, the run's instructions"] = stage_two_accuracy(si.classified)[0]
-    general = load_seed_tasks()
-    shots = balanced_shots(seed_tasks, 6, random.Random(seed))
-    for name, tasks in (("held-out wordings", corpus_tasks(60, seed=1, phrasing="held out")), ("general seed tasks", general)):
-        said = identify_classification(generator, tasks, shots, seed)
-        out[f"classification identified, {name}"] = sum(s == t.is_classification for s, t in zip(said, tasks)) / len(tasks)
+        out[part] = {stage: float(si.counts.get(stage, 0)) for stage in STAGES}
+        out[part].update({"well-formed share": well_formed_share(si.kept)[0],
+                          "classification tasks kept": float(sum(t.is_classification for t in si.kept)),
+                          "classification identified, the run's instructions": stage_two_accuracy(si.classified)[0]})
+    if "stage 2 alone" in parts:
+        shots = balanced_shots(seed_tasks, 6, random.Random(seed))
+        out["stage 2 alone"] = {}
+        for name, tasks in (("held-out wordings", corpus_tasks(60, seed=1, phrasing="held out")),
+                            ("general seed tasks", load_seed_tasks())):
+            said = identify_classification(generator, tasks, shots, seed)
+            out["stage 2 alone"][f"classification identified, {name}"] = (
+                sum(s == t.is_classification for s, t in zip(said, tasks)) / len(tasks))
     return out
 
 

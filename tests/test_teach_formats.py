@@ -9,10 +9,10 @@ from llmtap.model import GPT, GPTConfig
 from llmtap.self_instruct import Task, instruction_prompt, parse_instances, parse_instructions, parse_yes_no
 from llmtap import corpus
 from llmtap.self_instruct import load_seed_tasks
-from llmtap.teach_formats import (CLASSIFICATION_TASKS, DOCUMENT_MIX, STAGES, WORLD_TASKS, check_world_instance,
-                                  check_world_task,
-                                  corpus_tasks, format_documents, measure_self_instruct, recognise_task,
-                                  stage_two_accuracy, teach_formats, well_formed_share)
+from llmtap.teach_formats import (CLASSIFICATION_TASKS, DOCUMENT_MIX, SELF_INSTRUCT_PARTS, STAGES, WORLD_TASKS,
+                                  check_world_instance, check_world_task, corpus_tasks, format_documents,
+                                  measure_self_instruct, recognise_task, stage_two_accuracy, teach_formats,
+                                  well_formed_share)
 from llmtap.tokenizer import Tokenizer
 from llmtap.train import collate_completions
 
@@ -164,19 +164,23 @@ def test_measure_self_instruct_counts_both_pools_and_stage_two():
 
     seeds = [t for t in corpus_tasks(60) if t.lang == "en" and recognise_task(t.instruction)[0] != "add"]   # no near-copy
     m = measure_self_instruct(sums, rounds=3, seed_tasks=seeds)
-    pools = ("filtered", "unfiltered")
-    assert set(m) == {f"{p}: {s}" for p in pools for s in STAGES} | {
-        f"{p}: {s}" for p in pools for s in ("well-formed share", "classification tasks kept",
-                                             "classification identified, the run's instructions")} | {
-        "classification identified, held-out wordings", "classification identified, general seed tasks"}
-    assert m["filtered: tasks kept"] == 2 and m["filtered: rejected: duplicate"] == 4      # rounds 2 and 3 repeat
-    assert m["unfiltered: tasks kept"] == 6 and m["unfiltered: classification tasks kept"] == 0
-    assert m["filtered: well-formed share"] == m["unfiltered: well-formed share"] == 0.5   # 16 + 4 = 20, 2 + 2 != 20
-    assert m["filtered: classification identified, the run's instructions"] == 1.0         # sums: "No" is right
+    loop = set(STAGES) | {"well-formed share", "classification tasks kept", "classification identified, the run's instructions"}
+    assert set(m) == set(SELF_INSTRUCT_PARTS) and set(m["with the filters"]) == set(m["without the filters"]) == loop
+    assert set(m["stage 2 alone"]) == {"classification identified, held-out wordings",
+                                       "classification identified, general seed tasks"}
+    filtered, unfiltered = m["with the filters"], m["without the filters"]
+    assert filtered["tasks kept"] == 2 and filtered["rejected: duplicate"] == 4      # rounds 2 and 3 repeat
+    assert unfiltered["tasks kept"] == 6 and unfiltered["classification tasks kept"] == 0
+    assert filtered["well-formed share"] == unfiltered["well-formed share"] == 0.5    # 16 + 4 = 20, 2 + 2 != 20
+    assert filtered["classification identified, the run's instructions"] == 1.0       # sums: "No" is right
     held, general = corpus_tasks(60, seed=1, phrasing="held out"), load_seed_tasks()
-    assert m["classification identified, held-out wordings"] == sum(not t.is_classification for t in held) / len(held)
-    assert m["classification identified, general seed tasks"] == sum(not t.is_classification for t in general) / len(general)
+    alone = m["stage 2 alone"]
+    assert alone["classification identified, held-out wordings"] == sum(not t.is_classification for t in held) / len(held)
+    assert alone["classification identified, general seed tasks"] == sum(not t.is_classification for t in general) / len(general)
     assert well_formed_share([]) == (0.0, {})
+    assert set(measure_self_instruct(sums, rounds=1, seed_tasks=seeds, parts=("with the filters",))) == {"with the filters"}
+    with pytest.raises(ValueError, match="unknown parts"):
+        measure_self_instruct(sums, rounds=1, parts=("filtered",))
 
 
 def test_stage_two_accuracy_counts_only_what_the_world_knows():
