@@ -331,7 +331,8 @@ def instruction_scores(model, tokenizer, records, max_new_tokens: int = 32, prom
         first = a.split("\n")[0].strip()
         found = recognise_task(r.instruction)
         correct = check_world_instance(*found, r.input, a) is None if found else a.strip() == r.output
-        per_record.append({"correct": float(correct), "exact match": float(a.strip() == r.output), "first line": float(first == r.output),
+        per_record.append({"correct": float(correct), "exact match": float(a.strip() == r.output),
+                           "first line": float(first == r.output),
                            "stops": float(lm.eos_id in i), "ROUGE-L": rouge_l(first, r.output)})
     groups = {}
     for r, row in zip(records, per_record):

@@ -1,10 +1,14 @@
-"""Teaching the course model the formats of Self-Instruct before it generates (LLM-TAP 5.4).
+"""Self-Instruct in the course world: seed tasks, a taught generator, and a check of every task (LLM-TAP 5.4).
 
 The course model is small and was pretrained on a few simple tasks: shown a Self-Instruct prompt
 as it is, it rarely answers in the prompt's format (a new "Task N:" line, a Yes/No, an
-"Input: ... Output: ..." pair), and the loop rejects nearly everything it writes. A short
-fine-tune on documents in exactly those formats, built from the corpus instruction tasks, fixes
-the format and leaves the content to the model.
+"Input: ... Output: ..." pair), and the loop rejects nearly everything it writes. A fine-tune on
+documents in exactly those formats, built from the world's tasks (``corpus_tasks``), fixes the
+format and leaves the content to the model. The shipped taught generator (``taught_generator``)
+is that fine-tune run with ``TEACH_RECIPE``.
+
+Because the synthetic world knows every answer, each task the loop keeps can be checked
+(``check_world_task``), and ``measure_self_instruct`` reports the loop in numbers.
 
 The prompts and the loop are in ``llmtap.self_instruct``; the generator that samples from the
 taught model is ``llmtap.generators.LMGenerator``.
@@ -19,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from .corpus import ALL_EVENTS, instruction_example, level_to_label
 from .checkpoints import load_checkpoint, load_course_model, save_checkpoint
+from .corpus import ALL_EVENTS, instruction_example, level_to_label
 from .generators import LMGenerator, keep_end
 from .lm import CourseLM
 from .model import GPT
-from .self_instruct import (MARKER, YES_NO, SelfInstruct, Task, balanced_shots, classification_prompt, identify_classification,
-                            instance_prompt, instruction_prompt, load_seed_tasks)
+from .self_instruct import (MARKER, YES_NO, SelfInstruct, Task, balanced_shots, classification_prompt,
+                            identify_classification, instance_prompt, instruction_prompt, load_seed_tasks)
 from .tokenizer import Tokenizer
 from .train import TrainConfig, completion_batches, train
 from .validate import positive_int
@@ -38,7 +42,8 @@ CATEGORY_NAMES = list(CATEGORIES)
 # the model writes is a duplicate of a seed task; "choose" names its two classes in the
 # instruction ('这个词属于水果还是动物？'), so new classification tasks can exist. Writing a word
 # backwards is left out of the seeds: the course model cannot spell its whole-word tokens.
-CHOICE_PHRASINGS = {"zh": ("这个词属于{g1}还是{g2}？", "这个词是{g1}还是{g2}？", "判断这个词是{g1}还是{g2}。"),
+CHOICE_PHRASINGS = {"zh": ("这个词属于{g1}还是{g2}？", "这个词是{g1}还是{g2}？",
+                           "判断这个词是{g1}还是{g2}。"),
                     "en": ("Which group is this word in: {g1} or {g2}?", "Is this word a kind of {g1} or of {g2}?",
                            "Say if this word is a kind of {g1} or of {g2}.")}
 WORLD_TASKS = ("sentiment", "category", "translate", "list", "add", "choose")
