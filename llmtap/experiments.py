@@ -627,7 +627,7 @@ def _eos_check(seed, **config):
 
 
 @experiment("05", "sft_eos", "the live schedule (SFT_CONFIG, full fine-tuning, 200 steps) with and without <eos> "
-            "at the end of every response", seeds=(0, 1, 2), rerun=_eos_check, **SFT_CONFIG)
+            "at the end of every response", seeds=(0, 1, 2, 3, 4), rerun=_eos_check, **SFT_CONFIG)
 def sft_eos_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size, only=None):
     _, test_records = instruction_split()
     cfg = sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps)
