@@ -558,8 +558,9 @@ def sft_config(**overrides) -> TrainConfig:
 
 
 # Chapter 05's shipped comparison runs longer than the notebook's live run (SFT_CONFIG, 200 steps),
-# with LoRA: full fine-tuning for this long memorises the trained contents and forgets the
-# translations of the held-out words, which LoRA's few weights leave to the pretrained model.
+# with LoRA: full fine-tuning for this long memorised the trained contents and lost the
+# translations of the held-out words (one probe, seed 0, lr 1e-3: 32% and 20% in a trained and the
+# held-out wording), which LoRA's few weights leave to the pretrained model.
 SFT_LONG_CONFIG = dict(steps=1000, lr=3e-3, min_lr=3e-4, warmup_steps=20, batch_size=16, lora_r=16)
 SFT_MODEL_PATH = Path(__file__).parent / "data" / "sft_model.safetensors"
 SFT_SHIPPED_SEED = 0
