@@ -630,15 +630,14 @@ def _eos_check(seed, **config):
 @experiment("05", "sft_eos", "the live schedule (SFT_CONFIG, full fine-tuning, 200 steps) with and without <eos> "
             "at the end of every response", seeds=(0, 1, 2, 3, 4), rerun=_eos_check, **SFT_CONFIG)
 def sft_eos_seeds(seed, device, steps, lr, min_lr, warmup_steps, batch_size, only=None):
-    _, test_records = instruction_split()
+    train_records, test_records = instruction_split()
     cfg = sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps)
     results = {}
     for name in ("SFT, loss on the response", "SFT, response without <eos>"):
         if only is not None and name not in only:
             continue
         model, tokenizer = load_course_model(device)
-        sft(model, tokenizer, instruction_split()[0], cfg, batch_size=batch_size, seed=seed, device=device,
-            **SFT_VARIANTS[name])
+        sft(model, tokenizer, train_records, cfg, batch_size=batch_size, seed=seed, device=device, **SFT_VARIANTS[name])
         results[name] = instruction_scores(model, tokenizer, test_records)[1]
     return results
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .checkpoints import load_checkpoint, load_course_model, save_checkpoint
-from .corpus import ALL_EVENTS, instruction_example, level_to_label
+from .corpus import ALL_EVENTS, CATEGORY_NAMES, instruction_example, level_to_label
 from .generators import LMGenerator, keep_end
 from .lm import CourseLM
 from .model import GPT
@@ -35,7 +35,6 @@ from .train import TrainConfig, completion_batches, train
 from .validate import positive_int
 from .world import CATEGORIES, INSTRUCTION_PHRASINGS, LABEL_NAMES_ZH, LIST_SEPARATOR
 
-CATEGORY_NAMES = list(CATEGORIES)
 
 # Self-Instruct's world: the corpus tasks the course model can do, and one more classification
 # task. The corpus's two classification tasks (feelings, groups) have fixed wordings, so any copy
