@@ -61,7 +61,11 @@ def course_generator(device=None, temperature: float = 0.8, top_k: int | None = 
 class OpenAIGenerator:
     """An OpenAI-compatible HTTP endpoint (a local server or a hosted API), with the standard
     library only. ``endpoint="chat"`` posts to /v1/chat/completions, "completions" to
-    /v1/completions. ``base_url`` is e.g. "http://127.0.0.1:8000" or "https://host/v1"."""
+    /v1/completions. ``base_url`` is e.g. "http://127.0.0.1:8000" or "https://host/v1".
+
+    A reply that ended by itself (``finish_reason`` "stop") gets a closing line end, so that
+    ``parse_instructions`` keeps its last instruction; one cut by ``max_tokens`` ("length") keeps
+    its open last line, which ``parse_instructions`` drops, as the released Self-Instruct code does."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, endpoint: str = "chat",
                  temperature: float = 0.7, timeout: float = 60.0):
@@ -121,4 +125,5 @@ class OpenAIGenerator:
             raise GeneratorError(f"{self.url} replied with JSON without {where}: {raw[:160]!r}") from None
         if not isinstance(text, str):
             raise GeneratorError(f"{self.url} replied with a {type(text).__name__} where text was expected")
-        return text
+        finished = isinstance(choice, dict) and choice.get("finish_reason") == "stop"
+        return text + "\n" if finished and not text.endswith("\n") else text

@@ -72,8 +72,9 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"model overloaded")
             return
-        if mode == "chat" or mode == "slow":
-            reply = {"choices": [{"message": {"role": "assistant", "content": " Name a colour.\nTask 10: Count the apples in the basket."}}]}
+        if mode in ("chat", "slow", "cut"):
+            reply = {"choices": [{"message": {"role": "assistant", "content": " Name a colour.\nTask 10: Count the apples in the basket."},
+                                  "finish_reason": "length" if mode == "cut" else "stop"}]}
         elif mode == "completions":
             reply = {"choices": [{"text": " Explain how tides work."}]}
         elif mode == "no choices":
@@ -102,7 +103,7 @@ def server():
 def test_http_generator_chat_and_completions(server):
     Handler.mode, Handler.seen = "chat", []
     gen = OpenAIGenerator(server, model="local-model", api_key="sk-test", timeout=5)
-    assert gen("Task 1: x\nTask 2:", 32, 7) == " Name a colour.\nTask 10: Count the apples in the basket."
+    assert gen("Task 1: x\nTask 2:", 32, 7) == " Name a colour.\nTask 10: Count the apples in the basket.\n"
     path, auth, body = Handler.seen[-1]
     assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
     assert body["model"] == "local-model" and body["max_tokens"] == 32 and body["messages"][0]["content"].endswith("Task 2:")
@@ -115,6 +116,12 @@ def test_http_generator_chat_and_completions(server):
     si = SelfInstruct(OpenAIGenerator(server, model="m", timeout=5), seed=0)
     si.step()
     assert si.counts["instructions generated"] == 2
+    Handler.mode = "cut"          # the same text cut by max_tokens: its open last line is dropped
+    gen = OpenAIGenerator(server, model="m", timeout=5)
+    assert gen("prompt", 8) == " Name a colour.\nTask 10: Count the apples in the basket."
+    si = SelfInstruct(OpenAIGenerator(server, model="m", timeout=5), seed=0)
+    si.step()
+    assert si.counts["instructions generated"] == 1
 
 
 @pytest.mark.parametrize("mode, words", [("slow", "did not answer within"), ("not json", "not JSON"),
