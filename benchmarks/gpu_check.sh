@@ -17,7 +17,7 @@ LLMTAP_TEST_DEVICE=cuda python -m pytest tests -q -o addopts="" -p no:cacheprovi
 echo "notebooks on CUDA (nbval: checked cells must reproduce their committed CPU outputs):"
 for nb in solutions/*.ipynb chapters/*.ipynb; do
   start=$(date +%s.%N)
-  if python -m pytest "$nb" -q -p no:cacheprovider > "/tmp/gpu-nbval-$(basename "$nb" .ipynb)-$(dirname "$nb").log" 2>&1; then
+  if python -m pytest "$nb" -q -n 0 -p no:cacheprovider > "/tmp/gpu-nbval-$(basename "$nb" .ipynb)-$(dirname "$nb").log" 2>&1; then
     result=passed
   else
     result=FAILED; status=1
