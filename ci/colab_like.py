@@ -11,7 +11,8 @@ cell installs llmtap when it is missing. This runner reproduces that path on a C
    what the first cell installs;
 3. each chapters/*.ipynb, unchanged, copied to its own folder outside the checkout and executed
    top to bottom there with nbclient; before every notebook the environment is put back to its
-   preinstalled state, as each Colab notebook gets a fresh runtime;
+   preinstalled state, as each Colab notebook gets a fresh runtime (``--jobs`` notebooks at a
+   time, each job with an environment of its own);
 4. a table (notebook, seconds, result, first error), the executed copies and summary.json in
    the output folder, and exit status 1 when any notebook had an error output, timed out, or
    made pip replace a pinned preinstalled package (torch, ipywidgets).
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -463,6 +466,8 @@ def main(argv=None) -> int:
     ap.add_argument("--python", default=sys.executable, help="interpreter the environment is made from")
     ap.add_argument("--cell-timeout", type=int, default=600, help="seconds per cell (default 600)")
     ap.add_argument("--notebook-timeout", type=int, default=1800, help="seconds per notebook (default 1800)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="notebooks run at once, each job in an environment of its own (default: 2, or 1 on one core)")
     ap.add_argument("--budget", type=int, default=4800,
                     help="seconds for the whole run; notebooks not started by then count as failed (default 4800)")
     args = ap.parse_args(argv)
@@ -505,13 +510,30 @@ def main(argv=None) -> int:
         log(f"  ({len(baseline)} packages in all; absent: {', '.join(ABSENT)})")
 
         source = args.source or str(build_wheel(tmp))
-        for path in notebooks:
+        # One environment per job: a notebook resets and installs into its own, as on Colab.
+        jobs = max(1, min(args.jobs, len(notebooks)))
+        free = queue.Queue()
+        free.put(venv)
+        for j in range(2, jobs + 1):
+            other = tmp / f"venv-{j}"
+            create_venv(other, args.python, tmp)
+            free.put(other)
+
+        def one(path: Path) -> dict:
             if time.monotonic() - t_start > args.budget:
-                results.append({"notebook": path.name, "seconds": None, "install_seconds": None,
-                                "result": "NOT RUN", "errors": [], "pip": {}, "warnings": [],
-                                "problems": [f"the run's budget of {args.budget} s was spent"]})
-                continue
-            results.append(run_notebook(path, work_root, out_dir, venv, baseline, source, args))
+                return {"notebook": path.name, "seconds": None, "install_seconds": None,
+                        "result": "NOT RUN", "errors": [], "pip": {}, "warnings": [],
+                        "problems": [f"the run's budget of {args.budget} s was spent"]}
+            env_dir = free.get()
+            try:
+                return run_notebook(path, work_root, out_dir, env_dir, baseline, source, args)
+            finally:
+                free.put(env_dir)
+
+        if jobs > 1:
+            log(f"{jobs} notebooks at a time, each in its own environment")
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            results.extend(pool.map(one, notebooks))      # in the notebooks' order
     except SetupError as e:
         log(f"\nSETUP FAILED: {e}")
         status = 2
