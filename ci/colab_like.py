@@ -339,7 +339,10 @@ def run_notebook(path: Path, work_root: Path, out_dir: Path, venv: Path, baselin
 
     t0 = time.monotonic()
     try:
-        asyncio.run(execute(nb, workdir, venv, kernel_env(venv, source), args.cell_timeout, args.notebook_timeout))
+        env = kernel_env(venv, source)
+        if getattr(args, "kernel_threads", None):      # jobs side by side: each kernel its share of the cores
+            env.setdefault("OMP_NUM_THREADS", str(args.kernel_threads))
+        asyncio.run(execute(nb, workdir, venv, env, args.cell_timeout, args.notebook_timeout))
     except CellTimeoutError as e:
         res["problems"].append(f"a cell ran past {args.cell_timeout} s: {str(e).splitlines()[0][:200]}")
     except DeadKernelError as e:
@@ -531,7 +534,9 @@ def main(argv=None) -> int:
                 free.put(env_dir)
 
         if jobs > 1:
-            log(f"{jobs} notebooks at a time, each in its own environment")
+            # torch on every core in each of two kernels slows both down many times over
+            args.kernel_threads = max(1, (os.cpu_count() or 1) // jobs)
+            log(f"{jobs} notebooks at a time, each in its own environment, {args.kernel_threads} CPU thread(s) each")
         with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
             results.extend(pool.map(one, notebooks))      # in the notebooks' order
     except SetupError as e:
