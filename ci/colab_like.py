@@ -126,7 +126,7 @@ def inside(path: Path, folder: Path) -> bool:
 
 def check_cpu_torch(venv: Path, tmp: Path) -> None:
     """Refuse to go on when pip would fetch a non-CPU (multi-GB CUDA) torch build."""
-    report = tmp / "torch-resolution.json"
+    report = tmp / f"torch-resolution-{venv.name}.json"     # one per environment: they may be made side by side
     run([vpython(venv), "-m", "pip", "install", "--dry-run", "--no-deps", "--quiet", "--report", report,
          COLAB_PACKAGES[0]], timeout=STEP_TIMEOUT, env=pip_env())
     items = json.loads(report.read_text())["install"]
@@ -500,11 +500,19 @@ def main(argv=None) -> int:
     os.chdir(tmp)
     log(f"colab-like run of {len(notebooks)} notebook(s) from {folder}; temporary folder {tmp}")
     try:
-        if reuse and (venv / BASELINE_FILE).exists():
-            log(f"== reusing the environment in {venv}")
-            baseline = json.loads((venv / BASELINE_FILE).read_text())
-        else:
-            baseline = create_venv(venv, args.python, tmp)
+        # One environment per job: a notebook resets and installs into its own, as on Colab.
+        jobs = max(1, min(args.jobs, len(notebooks)))
+        extra = [tmp / f"venv-{j}" for j in range(2, jobs + 1)]
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:      # made side by side
+            made = [pool.submit(create_venv, other, args.python, tmp) for other in extra]
+            if reuse and (venv / BASELINE_FILE).exists():
+                log(f"== reusing the environment in {venv}")
+                baseline = json.loads((venv / BASELINE_FILE).read_text())
+            else:
+                baseline = create_venv(venv, args.python, tmp)
+            for other, future in zip(extra, made):
+                if future.result() != baseline:
+                    raise SetupError(f"{other} holds other packages than {venv}: the jobs would not run alike")
         log("preinstalled (the Colab-like runtime):")
         for n in REPORTED:
             if n in baseline:
@@ -513,14 +521,9 @@ def main(argv=None) -> int:
         log(f"  ({len(baseline)} packages in all; absent: {', '.join(ABSENT)})")
 
         source = args.source or str(build_wheel(tmp))
-        # One environment per job: a notebook resets and installs into its own, as on Colab.
-        jobs = max(1, min(args.jobs, len(notebooks)))
         free = queue.Queue()
-        free.put(venv)
-        for j in range(2, jobs + 1):
-            other = tmp / f"venv-{j}"
-            create_venv(other, args.python, tmp)
-            free.put(other)
+        for env_dir in [venv, *extra]:
+            free.put(env_dir)
 
         def one(path: Path) -> dict:
             if time.monotonic() - t_start > args.budget:
