@@ -125,5 +125,5 @@ class OpenAIGenerator:
             raise GeneratorError(f"{self.url} replied with JSON without {where}: {raw[:160]!r}") from None
         if not isinstance(text, str):
             raise GeneratorError(f"{self.url} replied with a {type(text).__name__} where text was expected")
-        finished = isinstance(choice, dict) and choice.get("finish_reason") == "stop"
-        return text + "\n" if finished and not text.endswith("\n") else text
+        ended_by_itself = choice.get("finish_reason") == "stop"      # "length": cut by max_tokens
+        return text + "\n" if ended_by_itself and not text.endswith("\n") else text
