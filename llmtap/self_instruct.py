@@ -16,6 +16,13 @@ One round of the loop (Wang et al., 2022), as LLM-TAP 5.4 describes it:
    whose input equals the output, or whose output is empty, are dropped, and so are instances
    that share an input but disagree on the output.
 
+Three instance checks are the course's, not the paper's (``FilterConfig(course_checks=False)``
+switches them off): the paper's instance filters compare an instance with the other instances of
+its task, and a wrong answer that nothing else contradicts passes them. These compare an instance
+with its own task instead: a class label must be one of the classes the instruction names, a
+classification input must not be a piece of its own label, and an answer to a task with no input
+must be given by at least two of the samples.
+
 Kept tasks join the pool and can be sampled in later rounds. Every rejection is counted by its
 reason in ``SelfInstruct.counts``.
 
@@ -230,6 +237,7 @@ class FilterConfig:
     max_tokens: int = 150
     blacklist: dict = field(default_factory=lambda: {k: tuple(v) for k, v in BLACKLIST.items()})
     rouge_rule: str = "paper"          # "paper": keep if < threshold; "released": if <= (llmtap.rouge.RULES)
+    course_checks: bool = True         # the three instance checks the paper does not have (check_label, confirmed)
 
     def __post_init__(self):
         if not 0 < self.rouge_threshold <= 1:
@@ -312,6 +320,45 @@ def check_instance(x: str, y: str, seen) -> str | None:
     if (x.strip(), y.strip()) in seen:
         return "duplicate instance"
     return None
+
+
+# The course's instance checks: not in the paper. They compare an instance with its own task, where
+# the paper's compare it with the other instances (a lone wrong answer has nothing to conflict with).
+_OFFERS_CHOICE = re.compile(r"(?<![a-z])or(?![a-z])|还是", re.I)
+
+
+def names_label(instruction: str, label: str) -> bool:
+    """Does the instruction name ``label``: as whole words in English ('Positive' in 'Is it
+    positive or negative?'), as a substring in Chinese ('水果' in '这个词属于水果还是动物？')."""
+    label, text = label.strip().lower(), instruction.lower()
+    if _CJK.search(label):
+        return label in text
+    return re.search(rf"(?<![a-z0-9]){re.escape(label)}(?![a-z0-9])", text) is not None
+
+
+def check_label(instruction: str, x: str, label: str) -> str | None:
+    """Why a classification instance (input x, class label) contradicts its own instruction, or None:
+
+    * "label not among the instruction's classes": the instruction offers a choice ('... A or B?',
+      '...A还是B？') and the label is none of what it names (身体部位 for '这个词属于动物还是职业？');
+    * "input is a piece of its label": the input names the class instead of giving a member of it
+      ('体部位' labelled 身体部位)."""
+    x, label = x.strip(), label.strip()
+    if _OFFERS_CHOICE.search(instruction) and not names_label(instruction, label):
+        return "label not among the instruction's classes"
+    if x and x != label and x in label:
+        return "input is a piece of its label"
+    return None
+
+
+def confirmed(instances, samples) -> tuple[list, list]:
+    """(kept, dropped) of ``instances``: one with no input (a sum, a list) is kept only if at least
+    two of the task's ``samples`` (every pair parsed) gave it. With no input every sample answers
+    the same question, so one answer can be checked against another; a single sample has nothing
+    to agree or conflict with. Run it after ``drop_conflicts``, which drops disagreeing answers."""
+    said = Counter((x.strip(), y.strip()) for x, y in samples)
+    ok = lambda x, y: x.strip() or said[(x.strip(), y.strip())] >= 2
+    return [(x, y) for x, y in instances if ok(x, y)], [(x, y) for x, y in instances if not ok(x, y)]
 
 
 def drop_conflicts(instances) -> tuple[list, list]:
@@ -493,7 +540,8 @@ class SelfInstruct:
         if len(seeds) < n_seed:
             raise ValueError(f"need at least n_seed = {n_seed} seed tasks, got {len(seeds)}")
         self.style = style
-        self.generator, self.cfg = generator, cfg or FilterConfig(rouge_rule="released" if style == "original" else "paper")
+        self.generator, self.cfg = generator, cfg or (FilterConfig(rouge_rule="released", course_checks=False)
+                                                      if style == "original" else FilterConfig())
         self.seed_tasks, self.generated = seeds, []
         self.index = RougeIndex(t.instruction for t in seeds)
         self.rng, self.lang, self.round = random.Random(seed), lang, 0
@@ -606,8 +654,11 @@ class SelfInstruct:
             parsed = [pair for t in texts for pair in parse_instances(t, output_first=is_cls)]
         instances = []
         counts["instances generated"] += len(parsed)
+        course_checks = self.filters and self.style == "course" and self.cfg.course_checks
         for x, y in parsed:
             why = check_instance(x, y, instances) if self.filters else None
+            if why is None and course_checks and is_cls:
+                why = check_label(instruction, x, y)
             if why:
                 counts[f"instance rejected: {why}"] += 1
             else:
@@ -615,6 +666,10 @@ class SelfInstruct:
         instances, conflicting = drop_conflicts(instances) if self.filters else (instances, [])
         if conflicting:
             counts["instance rejected: same input, different output"] += len(conflicting)
+        if course_checks and self.n_instances > 1:     # one sample per task: nothing to confirm an answer with
+            instances, once = confirmed(instances, parsed)
+            if once:
+                counts["instance rejected: no input, given once"] += len(once)
         why = None if instances else "no instance parsed" if not parsed else "no valid instance"
         return text, instances, why
 

@@ -28,7 +28,7 @@ from .corpus import ALL_EVENTS, CATEGORY_NAMES, instruction_example, level_to_la
 from .generators import LMGenerator, keep_end
 from .lm import CourseLM
 from .model import GPT
-from .self_instruct import (MARKER, YES_NO, SelfInstruct, Task, balanced_shots, classification_prompt,
+from .self_instruct import (MARKER, YES_NO, FilterConfig, SelfInstruct, Task, balanced_shots, classification_prompt,
                             identify_classification, instance_prompt, instruction_prompt, load_seed_tasks)
 from .tokenizer import Tokenizer
 from .train import TrainConfig, completion_batches, train
@@ -315,8 +315,9 @@ STAGES = ("prompts", "instructions generated", "rejected: too short", "rejected:
           "rejected: unreadable characters", "rejected: duplicate", "rejected: similar", "instructions passing filters",
           "classification: yes", "classification: no", "classification: unclear", "instances generated",
           "instance rejected: empty output", "instance rejected: input equals output",
-          "instance rejected: duplicate instance", "instance rejected: same input, different output",
-          "rejected: no instance parsed", "rejected: no valid instance", "tasks kept")
+          "instance rejected: duplicate instance", "instance rejected: label not among the instruction's classes",
+          "instance rejected: input is a piece of its label", "instance rejected: same input, different output",
+          "instance rejected: no input, given once", "rejected: no instance parsed", "rejected: no valid instance", "tasks kept")
 
 
 def stage_two_accuracy(classified) -> tuple[float, int]:
@@ -327,14 +328,17 @@ def stage_two_accuracy(classified) -> tuple[float, int]:
     return (sum(truth == answer for truth, answer in known) / len(known) if known else float("nan")), len(known)
 
 
-SELF_INSTRUCT_PARTS = ("with the filters", "without the filters", "stage 2 alone")
+SELF_INSTRUCT_PARTS = ("with the filters", "the paper's filters only", "without the filters", "stage 2 alone")
+LOOPS = {"with the filters": FilterConfig(), "the paper's filters only": FilterConfig(course_checks=False),
+         "without the filters": None}
 
 
 def measure_self_instruct(generator, rounds: int = 40, seed: int = 0, max_new_tokens: int = 48,
                           seed_tasks: list[Task] | None = None, parts=SELF_INSTRUCT_PARTS, n_instances: int = 3) -> dict:
     """What a Self-Instruct run with ``generator`` gives, in numbers, one dict per part:
 
-    * "with the filters" / "without the filters": the loop's counts (``STAGES``), the well-formed
+    * "with the filters" (the paper's and the course's three instance checks), "the paper's
+      filters only" and "without the filters": the loop's counts (``STAGES``), the well-formed
       share of the kept pool, the kept classification tasks, and stage 2's accuracy on the run's
       own instructions that the world recognises (an unclear answer counts as wrong);
     * "stage 2 alone": its accuracy on the world's tasks in the wordings the teaching never showed,
@@ -349,11 +353,11 @@ def measure_self_instruct(generator, rounds: int = 40, seed: int = 0, max_new_to
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {SELF_INSTRUCT_PARTS}")
     seed_tasks = corpus_tasks(60, seed=0) if seed_tasks is None else seed_tasks
     out = {}
-    for part, filters in (("with the filters", True), ("without the filters", False)):
+    for part, cfg in LOOPS.items():
         if part not in parts:
             continue
-        si = SelfInstruct(generator, seed_tasks=seed_tasks, seed=seed, max_new_tokens=max_new_tokens, filters=filters,
-                          n_instances=n_instances)
+        si = SelfInstruct(generator, seed_tasks=seed_tasks, cfg=cfg, seed=seed, max_new_tokens=max_new_tokens,
+                          filters=cfg is not None, n_instances=n_instances)
         si.run(rounds)
         out[part] = {stage: float(si.counts.get(stage, 0)) for stage in STAGES}
         out[part].update({"well-formed share": well_formed_share(si.kept)[0],

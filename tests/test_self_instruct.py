@@ -8,7 +8,8 @@ import pytest
 from llmtap.generators import GeneratorError
 from llmtap.rouge import RougeIndex, rouge_l
 from llmtap.self_instruct import (BLACKLIST, FilterConfig, SelfInstruct, Task, balanced_shots, blacklisted_word,
-                                  bad_start, check_instance, check_instruction, classification_prompt, detect_lang, drop_conflicts,
+                                  bad_start, check_instance, check_instruction, check_label, classification_prompt, confirmed,
+                                  detect_lang, drop_conflicts,
                                   identify_classification,
                                   instance_prompt, instruction_prompt, load_seed_tasks, original_classification_prompt,
                                   original_filter, original_instance_prompt, original_instruction_prompt,
@@ -157,6 +158,57 @@ def test_instance_filters():
     assert check_instance("", "fine", seen) is None
 
 
+def test_course_check_label_named_by_the_instruction():
+    assert check_label("这个词属于动物还是职业？", "手", "身体部位") == "label not among the instruction's classes"
+    assert check_label("这个词属于动物还是职业？", "鹿", "动物") is None
+    assert check_label("Is this review positive or negative?", "I loved it.", "Positive") is None   # any case
+    assert check_label("Is this review positive or negative?", "I loved it.", "pos") == \
+        "label not among the instruction's classes"                    # whole words in English
+    assert check_label("Which group is this word in: fruit or animal?", "cat", "animal") is None
+    # no choice offered: any label ('forest' and 'history' hold "or" inside a word)
+    assert check_label("How does this sentence feel? Explore the forest history.", "It rained.", "negative") is None
+    assert check_label("这个词属于乐器还是身体部位？", "体部位", "身体部位") == "input is a piece of its label"
+    assert check_label("What group is this word in?", "fruit", "fruit") is None     # check_instance's case
+
+
+def test_course_check_answers_without_input_are_confirmed():
+    samples = [("", "20"), ("", "20"), ("3 + 4", "7"), ("", "list: a, b")]
+    kept, dropped = confirmed([("", "20"), ("3 + 4", "7"), ("", "list: a, b")], samples)
+    assert kept == [("", "20"), ("3 + 4", "7")]          # an input needs no second sample
+    assert dropped == [("", "list: a, b")]
+    assert confirmed([(" ", "20 ")], [("", "20"), ("  ", " 20")]) == ([(" ", "20 ")], [])   # compared stripped
+
+
+def test_course_checks_in_the_loop_and_switched_off():
+    def chooser(prompt, max_new_tokens, seed):
+        rng = random.Random(seed)
+        if prompt.endswith(("Classification:", "分类任务:")):
+            return " Yes" if "fruit or" in prompt.split("Task:")[-1] else " No"
+        if prompt.endswith("Class label:"):
+            return rng.choice([" vegetable\nInput: carrot\n\n", " fruit\nInput: ruit\n\n", " fruit\nInput: apple\n\n",
+                               " animal\nInput: cat\n\n"])
+        if prompt.endswith("Input:"):
+            return rng.choice([" (none)\nOutput: 20\n\n", " (none)\nOutput: 21\n\n", " nothing"])
+        return rng.choice([" Is this word a kind of fruit or of animal?\n", " What is 16 plus 4?\n",
+                           " Say if this word is a fruit or an animal, please.\n", " What is 2 plus 18, please?\n"])
+
+    si = SelfInstruct(chooser, seed=0, lang="en", n_instances=3)
+    si.run(30)
+    c = si.counts
+    for reason in ("label not among the instruction's classes", "input is a piece of its label", "no input, given once"):
+        assert c[f"instance rejected: {reason}"] > 0, reason
+    for t in si.generated:
+        if t.is_classification:
+            assert all(y in ("fruit", "animal") and x != "ruit" for x, y in t.instances)
+        else:
+            assert len(t.instances) == 1 and t.instances[0][0] == ""
+    paper = SelfInstruct(chooser, seed=0, lang="en", n_instances=3, cfg=FilterConfig(course_checks=False))
+    paper.run(30)
+    assert not any(k in paper.counts for k in c if "label" in k or "given once" in k)
+    assert any(y == "vegetable" for t in paper.generated for _, y in t.instances)
+    assert si.report()[-1] == ("tasks kept", len(si.generated))
+
+
 # ----------------------------------------------------------------------------- the loop, seeded
 NOUNS = "river mountain teacher market robot garden winter ocean city forest".split()
 VERBS = "Describe|Explain the history of|List three facts about|Write a slogan for|Compare two kinds of".split("|")
@@ -197,6 +249,7 @@ def test_pipeline_end_to_end_is_seeded_and_counts_add_up():
         assert c[f"rejected: {reason}"] > 0, reason
     assert c["instance rejected: input equals output"] + c["instance rejected: empty output"] > 0
     assert c["instance rejected: same input, different output"] > 0
+    assert c["instance rejected: no input, given once"] > 0
     assert len(si.rejected) == rejected
     instructions = [t.instruction for t in si.seed_tasks + si.generated]
     assert si.index.texts == instructions                 # the filters see the whole pool, nothing else

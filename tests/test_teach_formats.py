@@ -168,7 +168,9 @@ def test_measure_self_instruct_counts_both_pools_and_stage_two():
     assert set(m) == set(SELF_INSTRUCT_PARTS) and set(m["with the filters"]) == set(m["without the filters"]) == loop
     assert set(m["stage 2 alone"]) == {"classification identified, held-out wordings",
                                        "classification identified, general seed tasks"}
+    assert set(m["the paper's filters only"]) == loop
     filtered, unfiltered = m["with the filters"], m["without the filters"]
+    assert m["the paper's filters only"]["tasks kept"] == 2        # three equal samples: the course's checks pass them
     assert filtered["tasks kept"] == 2 and filtered["rejected: duplicate"] == 4      # rounds 2 and 3 repeat
     assert unfiltered["tasks kept"] == 6 and unfiltered["classification tasks kept"] == 0
     assert filtered["well-formed share"] == unfiltered["well-formed share"] == 0.5    # 16 + 4 = 20, 2 + 2 != 20
