@@ -29,11 +29,12 @@ from .generators import LMGenerator, keep_end
 from .lm import CourseLM
 from .model import GPT
 from .self_instruct import (MARKER, YES_NO, FilterConfig, SelfInstruct, Task, balanced_shots, classification_prompt,
-                            identify_classification, instance_prompt, instruction_prompt, load_seed_tasks)
+                            identify_classification, instance_prompt, instruction_prompt, load_seed_tasks,
+                            parse_instances)
 from .tokenizer import Tokenizer
 from .train import TrainConfig, completion_batches, train
-from .validate import positive_int
-from .world import CATEGORIES, INSTRUCTION_PHRASINGS, LABEL_NAMES_ZH, LIST_SEPARATOR
+from .validate import one_of, positive_int
+from .world import CATEGORIES, INSTRUCTION_PHRASINGS, LABEL_NAMES_ZH, LIST_SEPARATOR, SUM_PHRASES
 
 
 # Self-Instruct's world: the corpus tasks the course model can do, and one more classification
@@ -299,6 +300,12 @@ def check_world_task(task: Task) -> str | None:
     return None
 
 
+# every reason check_world_task gives, in a fixed order (a measurement reports each, 0 when unseen)
+WHY_NOT = ("not a task of the course world", "no instance", "the input is not an event sentence", "wrong feeling",
+           "the input is not a word of the course", "the word is in neither group", "wrong group", "wrong translation",
+           "wrong sum", "not a list of that group", "not the word backwards")
+
+
 def well_formed_share(tasks: list[Task]) -> tuple[float, dict]:
     """(share of ``tasks`` that ``check_world_task`` finds well formed, {why not: count})."""
     verdicts = [check_world_task(t) for t in tasks]
@@ -328,6 +335,42 @@ def stage_two_accuracy(classified) -> tuple[float, int]:
     return (sum(truth == answer for truth, answer in known) / len(known) if known else float("nan")), len(known)
 
 
+SUM_STYLES = ("plain", "instance")
+
+
+def sum_accuracy(generator, n: int = 40, seed: int = 0, style: str = "instance",
+                 seed_tasks: list[Task] | None = None) -> float:
+    """The share of ``n`` sums (two numbers from 0 to 20, Chinese and English in turn) that
+    ``generator`` answers right: how much of the world's arithmetic a generator brings to the loop.
+
+    * "plain": the pretraining corpus's own sentence, cut before the answer ('12 plus 13 is',
+      '12加13等于'); the first number written is the answer;
+    * "instance": the loop's stage 3 prompt for the instruction 'What is 12 plus 13?' (two
+      ordinary seed tasks of ``seed_tasks`` as examples, as the loop shows them), parsed as the
+      loop parses it."""
+    positive_int(n, "n")
+    one_of(style, "style", SUM_STYLES)
+    seed_tasks = corpus_tasks(60, seed=0) if seed_tasks is None else seed_tasks
+    ordinary = [t for t in seed_tasks if not t.is_classification]
+    if style == "instance" and len(ordinary) < 2:
+        raise ValueError("the instance prompt shows 2 ordinary (not classification) seed tasks; seed_tasks has fewer")
+    rng, right = random.Random(seed), 0
+    for i in range(n):
+        a, b, lang = rng.randint(0, 20), rng.randint(0, 20), ("zh", "en")[i % 2]
+        if style == "plain":
+            text = generator(SUM_PHRASES[lang][0].split("{c}")[0].format(a=a, b=b).rstrip(), 8, rng.randrange(2**31))
+            said = re.match(r"\s*(\d+)", text)
+            said = said.group(1) if said else None
+        else:
+            instruction = INSTRUCTION_PHRASINGS["add"][lang][0].format(a=a, b=b)
+            prompt = instance_prompt(instruction, rng.sample(ordinary, 2), output_first=False)
+            # ' (none)\nOutput: 25' is at most 18 tokens, one per character in the worst case
+            pairs = parse_instances(generator(prompt, 24, rng.randrange(2**31)), output_first=False)
+            said = pairs[0][1] if pairs else None
+        right += said == str(a + b)
+    return right / n
+
+
 SELF_INSTRUCT_PARTS = ("with the filters", "the paper's filters only", "without the filters", "stage 2 alone")
 LOOPS = {"with the filters": FilterConfig(), "the paper's filters only": FilterConfig(course_checks=False),
          "without the filters": None}
@@ -339,7 +382,7 @@ def measure_self_instruct(generator, rounds: int = 40, seed: int = 0, max_new_to
 
     * "with the filters" (the paper's and the course's three instance checks), "the paper's
       filters only" and "without the filters": the loop's counts (``STAGES``), the well-formed
-      share of the kept pool, the kept classification tasks, and stage 2's accuracy on the run's
+      share of the kept pool and its malformed tasks by reason (``WHY_NOT``), the kept classification tasks, and stage 2's accuracy on the run's
       own instructions that the world recognises (an unclear answer counts as wrong);
     * "stage 2 alone": its accuracy on the world's tasks in the wordings the teaching never showed,
       and on the 44 general seed tasks.
@@ -360,7 +403,11 @@ def measure_self_instruct(generator, rounds: int = 40, seed: int = 0, max_new_to
                           filters=cfg is not None, n_instances=n_instances)
         si.run(rounds)
         out[part] = {stage: float(si.counts.get(stage, 0)) for stage in STAGES}
-        out[part].update({"well-formed share": well_formed_share(si.kept)[0],
+        share, why_not = well_formed_share(si.kept)
+        if set(why_not) - set(WHY_NOT):                  # a new reason of check_world_task must be listed
+            raise RuntimeError(f"check_world_task gave reasons missing from WHY_NOT: {sorted(set(why_not) - set(WHY_NOT))}")
+        out[part].update({f"not well formed: {why}": float(why_not.get(why, 0)) for why in WHY_NOT})
+        out[part].update({"well-formed share": share,
                           "classification tasks kept": float(sum(t.is_classification for t in si.kept)),
                           "classification identified, the run's instructions": stage_two_accuracy(si.classified)[0]})
     if "stage 2 alone" in parts:

@@ -9,7 +9,7 @@ from llmtap.model import GPT, GPTConfig
 from llmtap.self_instruct import Task, instruction_prompt, parse_instances, parse_instructions, parse_yes_no
 from llmtap import corpus
 from llmtap.self_instruct import load_seed_tasks
-from llmtap.teach_formats import (CLASSIFICATION_TASKS, DOCUMENT_MIX, SELF_INSTRUCT_PARTS, STAGES, WORLD_TASKS,
+from llmtap.teach_formats import (CLASSIFICATION_TASKS, DOCUMENT_MIX, SELF_INSTRUCT_PARTS, STAGES, WHY_NOT, WORLD_TASKS,
                                   check_world_instance, check_world_task, corpus_tasks, format_documents,
                                   measure_self_instruct, recognise_task, stage_two_accuracy, teach_formats,
                                   well_formed_share)
@@ -165,6 +165,7 @@ def test_measure_self_instruct_counts_both_pools_and_stage_two():
     seeds = [t for t in corpus_tasks(60) if t.lang == "en" and recognise_task(t.instruction)[0] != "add"]   # no near-copy
     m = measure_self_instruct(sums, rounds=3, seed_tasks=seeds)
     loop = set(STAGES) | {"well-formed share", "classification tasks kept", "classification identified, the run's instructions"}
+    loop |= {f"not well formed: {why}" for why in WHY_NOT}
     assert set(m) == set(SELF_INSTRUCT_PARTS) and set(m["with the filters"]) == set(m["without the filters"]) == loop
     assert set(m["stage 2 alone"]) == {"classification identified, held-out wordings",
                                        "classification identified, general seed tasks"}
@@ -174,6 +175,7 @@ def test_measure_self_instruct_counts_both_pools_and_stage_two():
     assert filtered["tasks kept"] == 2 and filtered["rejected: duplicate"] == 4      # rounds 2 and 3 repeat
     assert unfiltered["tasks kept"] == 6 and unfiltered["classification tasks kept"] == 0
     assert filtered["well-formed share"] == unfiltered["well-formed share"] == 0.5    # 16 + 4 = 20, 2 + 2 != 20
+    assert filtered["not well formed: wrong sum"] == 1 and unfiltered["not well formed: wrong sum"] == 3
     assert filtered["classification identified, the run's instructions"] == 1.0       # sums: "No" is right
     held, general = corpus_tasks(60, seed=1, phrasing="held out"), load_seed_tasks()
     alone = m["stage 2 alone"]
@@ -205,3 +207,25 @@ def test_shipped_taught_generator_loads_and_its_recipe_is_checked():
     assert isinstance(text, str) and text
     with pytest.raises(ValueError, match="unknown recipe keys"):
         teach_course_model(step=3)
+
+
+def test_sum_accuracy_asks_in_both_styles_and_parses_as_the_loop():
+    import re
+    from llmtap.teach_formats import sum_accuracy
+
+    def calculator(prompt, max_new_tokens, seed):            # right every time, in the format asked
+        a, b = map(int, re.findall(r"(\d+)(?:加| plus )(\d+)", prompt)[-1])
+        return f" (none)\nOutput: {a + b}\n\n" if prompt.endswith("Input:") else f" {a + b}。"
+
+    off_by_one = lambda prompt, n, seed: calculator(prompt, n, seed).replace("Output: ", "Output: 1")
+    for style in ("plain", "instance"):
+        assert sum_accuracy(calculator, n=10, style=style) == 1.0
+    assert sum_accuracy(off_by_one, n=10, style="instance") == 0.0      # a 1 before the sum is never the sum
+    assert sum_accuracy(lambda p, n, s: " nothing", n=4) == 0.0
+    with pytest.raises(ValueError, match="style must be one of"):
+        sum_accuracy(calculator, style="chat")
+    with pytest.raises(ValueError, match="n must be"):
+        sum_accuracy(calculator, n=0)
+    only_labels = [t for t in corpus_tasks(60) if t.is_classification]
+    with pytest.raises(ValueError, match="2 ordinary"):
+        sum_accuracy(calculator, seed_tasks=only_labels)
