@@ -237,7 +237,8 @@ class FilterConfig:
     max_tokens: int = 150
     blacklist: dict = field(default_factory=lambda: {k: tuple(v) for k, v in BLACKLIST.items()})
     rouge_rule: str = "paper"          # "paper": keep if < threshold; "released": if <= (llmtap.rouge.RULES)
-    course_checks: bool = True         # the three instance checks the paper does not have (check_label, confirmed)
+    course_checks: bool = True         # the three instance checks the paper does not have (check_label,
+                                       # confirmed); style="course" only, confirmed with n_instances >= 2
 
     def __post_init__(self):
         if not 0 < self.rouge_threshold <= 1:
@@ -343,6 +344,8 @@ def check_label(instruction: str, x: str, label: str) -> str | None:
       '...A还是B？') and the label is none of what it names (身体部位 for '这个词属于动物还是职业？');
     * "input is a piece of its label": the input names the class instead of giving a member of it
       ('体部位' labelled 身体部位)."""
+    if not all(isinstance(v, str) for v in (instruction, x, label)):
+        raise TypeError("check_label takes three strings: the instruction, the input and the class label")
     x, label = x.strip(), label.strip()
     if _OFFERS_CHOICE.search(instruction) and not names_label(instruction, label):
         return "label not among the instruction's classes"
@@ -356,6 +359,10 @@ def confirmed(instances, samples) -> tuple[list, list]:
     two of the task's ``samples`` (every pair parsed) gave it. With no input every sample answers
     the same question, so one answer can be checked against another; a single sample has nothing
     to agree or conflict with. Run it after ``drop_conflicts``, which drops disagreeing answers."""
+    for pairs, name in ((instances, "instances"), (samples, "samples")):
+        if isinstance(pairs, (str, bytes)) or not all(isinstance(p, (tuple, list)) and len(p) == 2 and
+                                                      all(isinstance(v, str) for v in p) for p in pairs):
+            raise TypeError(f"{name} must be (input, output) pairs of strings, e.g. [('', '25')]")
     said = Counter((x.strip(), y.strip()) for x, y in samples)
     ok = lambda x, y: x.strip() or said[(x.strip(), y.strip())] >= 2
     return [(x, y) for x, y in instances if ok(x, y)], [(x, y) for x, y in instances if not ok(x, y)]

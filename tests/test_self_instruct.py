@@ -169,6 +169,8 @@ def test_course_check_label_named_by_the_instruction():
     assert check_label("How does this sentence feel? Explore the forest history.", "It rained.", "negative") is None
     assert check_label("这个词属于乐器还是身体部位？", "体部位", "身体部位") == "input is a piece of its label"
     assert check_label("What group is this word in?", "fruit", "fruit") is None     # check_instance's case
+    with pytest.raises(TypeError, match="three strings"):
+        check_label("Is it A or B?", None, "A")
 
 
 def test_course_check_answers_without_input_are_confirmed():
@@ -177,6 +179,10 @@ def test_course_check_answers_without_input_are_confirmed():
     assert kept == [("", "20"), ("3 + 4", "7")]          # an input needs no second sample
     assert dropped == [("", "list: a, b")]
     assert confirmed([(" ", "20 ")], [("", "20"), ("  ", " 20")]) == ([(" ", "20 ")], [])   # compared stripped
+    with pytest.raises(TypeError, match="samples must be"):
+        confirmed([("", "20")], "20")
+    with pytest.raises(TypeError, match="instances must be"):
+        confirmed([("", 20)], [])
 
 
 def test_course_checks_in_the_loop_and_switched_off():
