@@ -650,8 +650,8 @@ def _self_instruct_check(seed, rounds):
 
 @experiment("05", "self_instruct", "Self-Instruct on the course world's seed tasks with the shipped taught generator "
             "(one teaching, TEACH_RECIPE; the seed draws the loop's samples): counts per stage, well-formed share with "
-            "the filters, with the paper's filters only and without filters, classification identification", seeds=(0, 1, 2, 3, 4), rerun=_self_instruct_check,
-            **SELF_INSTRUCT_CONFIG)
+            "the filters, with the paper's filters only and without filters, classification identification",
+            seeds=(0, 1, 2, 3, 4), rerun=_self_instruct_check, **SELF_INSTRUCT_CONFIG)
 def self_instruct_seeds(seed, device, rounds):
     return measure_self_instruct(taught_generator(device), rounds, seed)
 

@@ -324,7 +324,8 @@ STAGES = ("prompts", "instructions generated", "rejected: too short", "rejected:
           "instance rejected: empty output", "instance rejected: input equals output",
           "instance rejected: duplicate instance", "instance rejected: label not among the instruction's classes",
           "instance rejected: input is a piece of its label", "instance rejected: same input, different output",
-          "instance rejected: no input, given once", "rejected: no instance parsed", "rejected: no valid instance", "tasks kept")
+          "instance rejected: no input, given once", "rejected: no instance parsed", "rejected: no valid instance",
+          "tasks kept")
 
 
 def stage_two_accuracy(classified) -> tuple[float, int]:
@@ -357,7 +358,7 @@ def sum_accuracy(generator, n: int = 40, seed: int = 0, style: str = "instance",
     rng, right = random.Random(seed), 0
     for i in range(n):
         a, b, lang = rng.randint(0, 20), rng.randint(0, 20), ("zh", "en")[i % 2]
-        if style == "plain":
+        if style == "plain":                        # '12 plus 13 is {c}.' cut before {c}
             text = generator(SUM_PHRASES[lang][0].split("{c}")[0].format(a=a, b=b).rstrip(), 8, rng.randrange(2**31))
             said = re.match(r"\s*(\d+)", text)
             said = said.group(1) if said else None
@@ -382,8 +383,9 @@ def measure_self_instruct(generator, rounds: int = 40, seed: int = 0, max_new_to
 
     * "with the filters" (the paper's and the course's three instance checks), "the paper's
       filters only" and "without the filters": the loop's counts (``STAGES``), the well-formed
-      share of the kept pool and its malformed tasks by reason (``WHY_NOT``), the kept classification tasks, and stage 2's accuracy on the run's
-      own instructions that the world recognises (an unclear answer counts as wrong);
+      share of the kept pool and its malformed tasks by reason (``WHY_NOT``), the kept
+      classification tasks, and stage 2's accuracy on the run's own instructions that the world
+      recognises (an unclear answer counts as wrong);
     * "stage 2 alone": its accuracy on the world's tasks in the wordings the teaching never showed,
       and on the 44 general seed tasks.
 
@@ -404,8 +406,9 @@ def measure_self_instruct(generator, rounds: int = 40, seed: int = 0, max_new_to
         si.run(rounds)
         out[part] = {stage: float(si.counts.get(stage, 0)) for stage in STAGES}
         share, why_not = well_formed_share(si.kept)
-        if set(why_not) - set(WHY_NOT):                  # a new reason of check_world_task must be listed
-            raise RuntimeError(f"check_world_task gave reasons missing from WHY_NOT: {sorted(set(why_not) - set(WHY_NOT))}")
+        unlisted = set(why_not) - set(WHY_NOT)           # a new reason of check_world_task must be listed
+        if unlisted:
+            raise RuntimeError(f"check_world_task gave reasons missing from WHY_NOT: {sorted(unlisted)}")
         out[part].update({f"not well formed: {why}": float(why_not.get(why, 0)) for why in WHY_NOT})
         out[part].update({"well-formed share": share,
                           "classification tasks kept": float(sum(t.is_classification for t in si.kept)),

@@ -8,9 +8,8 @@ import pytest
 from llmtap.generators import GeneratorError
 from llmtap.rouge import RougeIndex, rouge_l
 from llmtap.self_instruct import (BLACKLIST, FilterConfig, SelfInstruct, Task, balanced_shots, blacklisted_word,
-                                  bad_start, check_instance, check_instruction, check_label, classification_prompt, confirmed,
-                                  detect_lang, drop_conflicts,
-                                  identify_classification,
+                                  bad_start, check_instance, check_instruction, check_label, classification_prompt,
+                                  confirmed, detect_lang, drop_conflicts, identify_classification,
                                   instance_prompt, instruction_prompt, load_seed_tasks, original_classification_prompt,
                                   original_filter, original_instance_prompt, original_instruction_prompt,
                                   parse_instances, parse_instructions, parse_original_class_instances,
