@@ -82,6 +82,12 @@ def corpus_tasks(n_records: int = 120, seed: int = 0, phrasing: str = "train") -
     return list(by_instruction.values())
 
 
+def _task_list(tasks, name: str) -> list[Task]:
+    if isinstance(tasks, Task) or not isinstance(tasks, (list, tuple)) or not all(isinstance(t, Task) for t in tasks):
+        raise TypeError(f"{name} must be a list of Task, e.g. corpus_tasks()")
+    return tasks
+
+
 def format_documents(tasks: list[Task], rng: random.Random, n_documents: int = 600, n_shown: int = 8,
                      n_new: int = 2, n_shots: int = 6) -> list[tuple[str, str]]:
     """(prompt, continuation) pairs in the exact formats of the loop, built from ``tasks``, in
@@ -93,8 +99,7 @@ def format_documents(tasks: list[Task], rng: random.Random, n_documents: int = 6
       well-formed answer: " input\nOutput: output\n\n" or " label\nInput: input\n\n".
 
     The prompt builders are the loop's own, so the formats cannot drift apart."""
-    if isinstance(tasks, Task) or not isinstance(tasks, (list, tuple)) or not all(isinstance(t, Task) for t in tasks):
-        raise TypeError("tasks must be a list of Task, e.g. corpus_tasks()")
+    _task_list(tasks, "tasks")
     if not isinstance(rng, random.Random):
         raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
     if len({t.instruction for t in tasks}) < 3 or any(not t.instances for t in tasks):
@@ -179,7 +184,7 @@ def teach_formats(model, tokenizer, tasks: list[Task], steps: int = 40, batch_si
 # The shipped taught generator: the course model after TEACH_RECIPE, fp16 on disk. A short live
 # teaching (chapter 05) shows the loss fall; the long one is what the loop runs with.
 GENERATOR_PATH = Path(__file__).parent / "data" / "self_instruct_generator.safetensors"
-TEACH_RECIPE = dict(records=600, tasks_seed=1, steps=1000, batch_size=16, lr=1e-3, n_documents=6000, seed=0)
+TEACH_RECIPE = dict(records=6000, tasks_seed=1, steps=1000, batch_size=16, lr=1e-3, n_documents=16000, seed=0)
 
 
 def teach_course_model(device=None, **overrides) -> tuple:
@@ -339,10 +344,18 @@ def stage_two_accuracy(classified) -> tuple[float, int]:
 SUM_STYLES = ("plain", "instance")
 
 
+def sums_asked(tasks: list[Task]) -> set[tuple[int, int]]:
+    """Every (a, b) that an "add" task of ``tasks`` asks for, in any wording."""
+    found = [recognise_task(t.instruction) for t in tasks]
+    return {(int(f[2]["a"]), int(f[2]["b"])) for f in found if f is not None and f[0] == "add"}
+
+
 def sum_accuracy(generator, n: int = 40, seed: int = 0, style: str = "instance",
-                 seed_tasks: list[Task] | None = None) -> float:
+                 seed_tasks: list[Task] | None = None, not_in: list[Task] | None = None) -> float:
     """The share of ``n`` sums (two numbers from 0 to 20, Chinese and English in turn) that
     ``generator`` answers right: how much of the world's arithmetic a generator brings to the loop.
+    ``not_in``: only sums that no task of this list asks for (the tasks a teaching showed: a sum
+    the teaching never showed is right only if the link from instruction to sum was learnt).
 
     * "plain": the pretraining corpus's own sentence, cut before the answer ('12 plus 13 is',
       '12加13等于'); the first number written is the answer;
@@ -351,13 +364,17 @@ def sum_accuracy(generator, n: int = 40, seed: int = 0, style: str = "instance",
       loop parses it."""
     positive_int(n, "n")
     one_of(style, "style", SUM_STYLES)
+    shown = set() if not_in is None else sums_asked(_task_list(not_in, "not_in"))
+    pool = [(a, b) for a in range(21) for b in range(21) if (a, b) not in shown]
+    if not pool:
+        raise ValueError("not_in asks for every sum from 0 + 0 to 20 + 20: no sum is left to ask")
     seed_tasks = corpus_tasks(60, seed=0) if seed_tasks is None else seed_tasks
     ordinary = [t for t in seed_tasks if not t.is_classification]
     if style == "instance" and len(ordinary) < 2:
         raise ValueError("the instance prompt shows 2 ordinary (not classification) seed tasks; seed_tasks has fewer")
     rng, right = random.Random(seed), 0
     for i in range(n):
-        a, b, lang = rng.randint(0, 20), rng.randint(0, 20), ("zh", "en")[i % 2]
+        (a, b), lang = rng.choice(pool), ("zh", "en")[i % 2]
         if style == "plain":                        # '12 plus 13 is {c}.' cut before {c}
             text = generator(SUM_PHRASES[lang][0].split("{c}")[0].format(a=a, b=b).rstrip(), 8, rng.randrange(2**31))
             said = re.match(r"\s*(\d+)", text)
@@ -390,8 +407,7 @@ def measure_self_instruct(generator, rounds: int = 40, seed: int = 0, max_new_to
       and on the 44 general seed tasks.
 
     ``seed_tasks``: the loop's seed pool, by default ``corpus_tasks(60)``. ``n_instances``: instance
-    prompts per task (``SelfInstruct``'s); three samples that must agree catch more wrong answers
-    than two (on the taught generator, 3 seeds: 80.9 ± 8.7% of the kept pool well formed with two)."""
+    prompts per task (``SelfInstruct``'s), whose answers must agree."""
     positive_int(rounds, "rounds")
     unknown = set(parts) - set(SELF_INSTRUCT_PARTS)
     if unknown:
@@ -429,7 +445,7 @@ def main(argv=None):
                                              "ship it as the taught generator.")
     ap.add_argument("--out", type=Path, default=GENERATOR_PATH)
     args = ap.parse_args(argv)
-    torch.set_num_threads(min(2, torch.get_num_threads()))   # the recipe was run on 2 threads; fewer only slows it
+    torch.set_num_threads(1)           # the shipped file was taught on one thread: the same sums in the same order
     t0 = time.perf_counter()
     model, tokenizer, history = teach_course_model("cpu")
     save_checkpoint(model.half(), args.out, tokenizer, extra={"recipe": TEACH_RECIPE, "loss": history["loss"][-1]})

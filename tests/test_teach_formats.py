@@ -211,7 +211,7 @@ def test_shipped_taught_generator_loads_and_its_recipe_is_checked():
 
 def test_sum_accuracy_asks_in_both_styles_and_parses_as_the_loop():
     import re
-    from llmtap.teach_formats import sum_accuracy
+    from llmtap.teach_formats import sum_accuracy, sums_asked
 
     def calculator(prompt, max_new_tokens, seed):            # right every time, in the format asked
         a, b = map(int, re.findall(r"(\d+)(?:加| plus )(\d+)", prompt)[-1])
@@ -222,6 +222,17 @@ def test_sum_accuracy_asks_in_both_styles_and_parses_as_the_loop():
         assert sum_accuracy(calculator, n=10, style=style) == 1.0
     assert sum_accuracy(off_by_one, n=10, style="instance") == 0.0      # a 1 before the sum is never the sum
     assert sum_accuracy(lambda p, n, s: " nothing", n=4) == 0.0
+    asked = []
+    spy = lambda prompt, n, seed: asked.append(tuple(map(int, re.findall(r"(\d+)(?:加| plus )(\d+)", prompt)[-1]))) or ""
+    shown = corpus_tasks(600, seed=1)
+    assert sum_accuracy(spy, n=30, not_in=shown) == 0.0 and len(asked) == 30
+    assert asked and not set(asked) & sums_asked(shown)                     # only sums the tasks never ask
+    every_sum = [Task(f"What is {a} plus {b}?", [("", str(a + b))]) for a in range(21) for b in range(21)]
+    assert sums_asked(every_sum) == {(a, b) for a in range(21) for b in range(21)}
+    with pytest.raises(ValueError, match="no sum is left"):
+        sum_accuracy(calculator, not_in=every_sum)
+    with pytest.raises(TypeError, match="not_in must be a list of Task"):
+        sum_accuracy(calculator, not_in="What is 3 plus 4?")
     with pytest.raises(ValueError, match="style must be one of"):
         sum_accuracy(calculator, style="chat")
     with pytest.raises(ValueError, match="n must be"):
