@@ -445,7 +445,7 @@ def main(argv=None):
                                              "ship it as the taught generator.")
     ap.add_argument("--out", type=Path, default=GENERATOR_PATH)
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)           # the shipped file was taught on one thread: the same sums in the same order
+    torch.set_num_threads(1)     # the shipped file was taught on one thread; another count rounds differently
     t0 = time.perf_counter()
     model, tokenizer, history = teach_course_model("cpu")
     save_checkpoint(model.half(), args.out, tokenizer, extra={"recipe": TEACH_RECIPE, "loss": history["loss"][-1]})
