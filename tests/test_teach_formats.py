@@ -213,8 +213,11 @@ def test_sum_accuracy_asks_in_both_styles_and_parses_as_the_loop():
     import re
     from llmtap.teach_formats import sum_accuracy, sums_asked
 
+    def operands(prompt):                                    # the last sum the prompt asks for
+        return tuple(map(int, re.findall(r"(\d+)(?:加| plus )(\d+)", prompt)[-1]))
+
     def calculator(prompt, max_new_tokens, seed):            # right every time, in the format asked
-        a, b = map(int, re.findall(r"(\d+)(?:加| plus )(\d+)", prompt)[-1])
+        a, b = operands(prompt)
         return f" (none)\nOutput: {a + b}\n\n" if prompt.endswith("Input:") else f" {a + b}。"
 
     off_by_one = lambda prompt, n, seed: calculator(prompt, n, seed).replace("Output: ", "Output: 1")
@@ -223,7 +226,7 @@ def test_sum_accuracy_asks_in_both_styles_and_parses_as_the_loop():
     assert sum_accuracy(off_by_one, n=10, style="instance") == 0.0      # a 1 before the sum is never the sum
     assert sum_accuracy(lambda p, n, s: " nothing", n=4) == 0.0
     asked = []
-    spy = lambda prompt, n, seed: asked.append(tuple(map(int, re.findall(r"(\d+)(?:加| plus )(\d+)", prompt)[-1]))) or ""
+    spy = lambda prompt, n, seed: asked.append(operands(prompt)) or ""
     shown = corpus_tasks(600, seed=1)
     assert sum_accuracy(spy, n=30, not_in=shown) == 0.0 and len(asked) == 30
     assert asked and not set(asked) & sums_asked(shown)                     # only sums the tasks never ask
