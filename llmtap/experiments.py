@@ -42,7 +42,7 @@ from .chat import render
 from .teach_formats import measure_self_instruct, taught_generator
 from .tasks import (ALPHAS, LORA_FAMILY, LORA_TARGETS, NEW_VERBALIZERS, PEFT_METHODS, PROMPT_INITS, RANKS, energy_shares,
                     instruction_scores, instruction_split, lora_family_run, lora_grid_run, mapping_tasks, peft_run,
-                    prompt_init_run, template_task, truncated_update)
+                    prompt_init_run, reword, template_task, truncated_update)
 from .train import TrainConfig, count_parameters
 from .validate import positive_int
 from .world import UNTAUGHT_TEMPLATES
@@ -566,13 +566,17 @@ SFT_MODEL_PATH = Path(__file__).parent / "data" / "sft_model.safetensors"
 SFT_SHIPPED_SEED = 0
 
 
-def long_sft(seed, device, steps, lr, min_lr, warmup_steps, batch_size, lora_r, **switches):
+def long_sft(seed, device, steps, lr, min_lr, warmup_steps, batch_size, lora_r, more_wordings=False, **switches):
     """(model, tokenizer): the course model after chapter 05's long SFT (``SFT_LONG_CONFIG``), the
-    LoRA weights merged in and every weight rounded to fp16, as ``SFT_MODEL_PATH`` ships it."""
+    LoRA weights merged in and every weight rounded to fp16, as ``SFT_MODEL_PATH`` ships it.
+    ``more_wordings=True`` asks each training record in one of seven wordings (``tasks.reword``)."""
     model, tokenizer = load_course_model(device)
     lora = {"target_modules": LORA_TARGETS, "r": lora_r, "alpha": 2 * lora_r}
     cfg = sft_config(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps)
-    sft(model, tokenizer, instruction_split()[0], cfg, batch_size=batch_size, seed=seed, device=device, lora=lora,
+    train_records = instruction_split()[0]
+    if more_wordings:
+        train_records = reword(train_records, seed)
+    sft(model, tokenizer, train_records, cfg, batch_size=batch_size, seed=seed, device=device, lora=lora,
         **switches)
     merge_lora(model)
     plain, _ = load_course_model(device)                  # the same GPT without LoRA wrappers
@@ -620,6 +624,37 @@ def sft_seeds(seed, device, only=None, **config):
         results[name] = instruction_scores(model, tokenizer, test_records)[1]
         if seed == SFT_SHIPPED_SEED and name == "SFT, loss on the response":
             save_checkpoint(model.half(), SFT_MODEL_PATH, tokenizer, extra={"config": SFT_LONG_CONFIG, "seed": seed})
+    return results
+
+
+SFT_WORDINGS_MODEL_PATH = Path(__file__).parent / "data" / "sft_wordings_model.safetensors"
+WORDINGS_VARIANT = "SFT, loss on the response, 7 wordings"
+
+
+def load_sft_wordings_model(device=None):
+    """(model, tokenizer): seed SFT_SHIPPED_SEED of the long SFT with seven wordings per task."""
+    if not SFT_WORDINGS_MODEL_PATH.is_file():
+        raise FileNotFoundError(f"the SFT model is missing at {SFT_WORDINGS_MODEL_PATH}; rebuild it with "
+                                f"`python -m llmtap.experiments 05 --only sft_wordings`")
+    model, tokenizer = load_checkpoint(SFT_WORDINGS_MODEL_PATH, device)
+    return model.float(), tokenizer
+
+
+def _sft_wordings_check(seed, **config):
+    if seed != SFT_SHIPPED_SEED:
+        raise ValueError(f"only the shipped seed {SFT_SHIPPED_SEED} can be re-checked without training again")
+    return {WORDINGS_VARIANT: instruction_scores(*load_sft_wordings_model("cpu"), instruction_split()[1])[1]}
+
+
+@experiment("05", "sft_wordings", "the long SFT with the loss on the response (SFT_LONG_CONFIG, the seeds of 'sft') "
+            "with each training record asked in one of seven wordings per task (tasks.reword) instead of three",
+            seeds=(0, 1, 2), rerun=_sft_wordings_check, **SFT_LONG_CONFIG)
+def sft_wordings_seeds(seed, device, **config):
+    _, test_records = instruction_split()
+    model, tokenizer = long_sft(seed, device, **config, more_wordings=True, **SFT_VARIANTS["SFT, loss on the response"])
+    results = {WORDINGS_VARIANT: instruction_scores(model, tokenizer, test_records)[1]}
+    if seed == SFT_SHIPPED_SEED:
+        save_checkpoint(model.half(), SFT_WORDINGS_MODEL_PATH, tokenizer, extra={"config": SFT_LONG_CONFIG, "seed": seed})
     return results
 
 

@@ -8,7 +8,8 @@
   took;
 * ``PEFT_METHODS`` - how chapter 03 builds each method from the base model, with its learning rate;
 * ``instruction_split`` / ``instruction_scores`` - chapter 05's instruction records, split into
-  training and held-out test records, and the answers' exact match and ROUGE-L per task.
+  training and held-out test records, and the answers' exact match and ROUGE-L per task;
+  ``reword`` says the training records in ``MORE_WORDINGS`` too.
 """
 from __future__ import annotations
 
@@ -297,6 +298,63 @@ def instruction_split(draws: int = 3000, per_task: int = 25, seed: int = 0) -> t
     test = [r for phrasing in (0, 1) for task in corpus.INSTRUCTION_TASKS
             for pair in by_task.get(task, [])[:per_task] for r in pair[phrasing:phrasing + 1]]
     return list(unique.values()), test
+
+
+# Four more wordings per task and language, written for SFT only: the corpus never says them and
+# they are not in the world's phrasings. FLAN's lesson (Wei et al., 2022; Chung et al., 2022) is
+# that many templates per task make a model follow instructions worded in a new way; 5.4 calls it
+# diversity (多样性). None is closer to its task's held-out wording than the world's own training
+# wordings are (ROUGE-L, checked in test_tasks), so the held-out wording stays as new as before.
+MORE_WORDINGS = {
+    "sentiment": {"zh": ("这句话是积极、中性还是消极的？", "判断句子的情感：积极、中性还是消极。",
+                         "这句话的情绪属于积极、中性还是消极？", "说出这句话的情感：积极、中性还是消极。"),
+                  "en": ("Pick the mood of the sentence: positive, neutral or negative.",
+                         "Label the sentence as positive, neutral or negative.",
+                         "Which feeling is in this sentence: positive, neutral or negative?",
+                         "Decide whether the sentence is positive, neutral or negative.")},
+    "category": {"zh": ("这个词属于哪一类的？", "这个词在哪一类里？", "看看这个词属于哪一类。", "这个词是哪类的？"),
+                 "en": ("What group does this word belong to?", "Give the group of this word.",
+                        "To which group does this word belong?", "Classify this word into its group.")},
+    "translate": {"zh": ("写出它的英文。", "把这个词翻成英文。", "它译成英文是？", "用英文写出这个词。"),
+                  "en": ("How do you say this word in Chinese?", "Turn this word into Chinese.",
+                         "Put this word into Chinese.", "What is the Chinese for this word?")},
+    "list": {"zh": ("列出{n}种{name}。", "说{n}种{name}。", "写{n}个{name}。", "列举{n}个{name}。"),
+             "en": ("List {n} examples of {name}.", "Give me {n} kinds of {name}.", "Name any {n} examples of {name}.",
+                    "Say {n} examples of {name}.")},
+    "add": {"zh": ("{a}加上{b}是多少？", "{a}和{b}加起来是多少？", "{a}加{b}的和是多少？", "{a}加{b}一共是多少？"),
+            "en": ("What does {a} plus {b} make?", "Find {a} plus {b}.", "Work out {a} plus {b}.",
+                   "Give the sum of {a} and {b}.")},
+    "reverse": {"zh": ("把这个词倒过来写出来。", "把它倒过来写。", "倒过来写出这个词。", "倒写这个词。"),
+                "en": ("Write this word from the end to the start.", "Turn this word backwards.",
+                       "Spell this word from its last letter to its first.", "Give this word backwards.")},
+}
+
+
+def reword(records, seed: int = 0, wordings: dict | None = None) -> list[Record]:
+    """The training records, each asked again in a wording drawn at random from its task's
+    training wordings (``corpus.INSTRUCTION_PHRASINGS`` without the held-out last one) and
+    ``wordings`` (default ``MORE_WORDINGS``): the same contents and answers, seven ways of asking
+    instead of three. Only training records: one in a task's held-out wording is refused."""
+    wordings = MORE_WORDINGS if wordings is None else wordings
+    rng, out = random.Random(seed), []
+    for i, r in enumerate(records):
+        if not isinstance(r, Record):
+            raise TypeError(f"record {i} is a {type(r).__name__}; reword takes Records (instruction_split's)")
+        found = recognise_task(r.instruction)
+        if found is None or found[0] not in corpus.INSTRUCTION_TASKS:
+            raise ValueError(f"record {i}'s instruction {r.instruction!r} is not one of the corpus tasks "
+                             f"{corpus.INSTRUCTION_TASKS}; reword only says corpus tasks in new words")
+        task, lang, values = found
+        world = corpus.INSTRUCTION_PHRASINGS[task][lang]
+        if r.instruction == world[-1].format(**values):
+            raise ValueError(f"record {i} is in the held-out wording {world[-1]!r}; reword only training records, "
+                             "or the held-out wording would no longer be new to the test")
+        if task not in wordings or lang not in wordings[task]:
+            raise ValueError(f"wordings has none for task {task!r} in {lang!r}; give wordings[task][lang]")
+        wording = rng.choice(list(world[:-1]) + list(wordings[task][lang]))
+        out.append(Record(instruction=wording.format(**values), input=r.input, output=r.output,
+                          history=r.history, meta=r.meta))
+    return out
 
 
 INSTRUCTION_METRICS = ("correct", "exact match", "first line", "stops", "ROUGE-L")

@@ -1,4 +1,6 @@
 """The chapters' shared tasks: paired draws, honest test sets, the fine-tune and its memory count."""
+import re
+
 import pytest
 import torch
 
@@ -6,7 +8,8 @@ from llmtap import corpus
 from llmtap.model import GPT, GPTConfig
 import llmtap.tasks as tasks_module
 from llmtap.tasks import (INSTRUCTION_METRICS, LORA_FAMILY, PEFT_METHODS, lora_family_run, PROMPT_INITS, activation_bytes, energy_shares, fine_tune, prompt_init_run, instruction_scores,
-                          instruction_split, mapping_tasks, peft_run, template_task, truncated_update)
+                          instruction_split, mapping_tasks, peft_run, reword, template_task, truncated_update)
+from llmtap.tasks import MORE_WORDINGS
 
 
 def test_mapping_tasks_pair_the_strategies():
@@ -115,6 +118,52 @@ def test_instruction_split_holds_out_whole_contents_in_every_wording():
     assert instruction_split(draws=600, per_task=5) == (train, test)
     bigger_train, bigger_test = instruction_split(draws=1200, per_task=5)     # more draws never move a content across
     assert not {key(r) for r in bigger_train} & {key(r) for r in test}
+
+
+def test_more_wordings_are_new_and_no_closer_to_the_held_out_one():
+    import re
+    from llmtap.corpus import alphabet
+    from llmtap.rouge import rouge_l
+    known = set(alphabet())
+    for task in corpus.INSTRUCTION_TASKS:
+        for lang, world in corpus.INSTRUCTION_PHRASINGS[task].items():
+            more = MORE_WORDINGS[task][lang]
+            assert len(set(more)) == 4 and not set(more) & set(world)
+            assert set(re.sub(r"\{\w+\}", "", "".join(more))) <= known          # the tokenizer spells them all
+            # no extra wording is closer to the test's wording than the world's training wordings are
+            closest_trained = max(rouge_l(w, world[-1]) for w in world[:-1])
+            assert max(rouge_l(w, world[-1]) for w in more) <= closest_trained, (task, lang)
+            assert all(set(re.findall(r"\{(\w+)\}", w)) == set(re.findall(r"\{(\w+)\}", world[0])) for w in more)
+
+
+def test_reword_keeps_contents_and_spreads_the_wordings():
+    train, test = instruction_split(draws=600, per_task=5)
+    again = reword(train, seed=0)
+    assert [(r.input, r.output, r.meta) for r in again] == [(r.input, r.output, r.meta) for r in train]
+    assert again == reword(train, seed=0) and again != reword(train, seed=1)
+    said = {r.instruction for r in again}
+    new = [r for r in again if not any(r.instruction == w for ws in corpus.INSTRUCTION_PHRASINGS[r.meta["task"]].values()
+                                       for w in ws)]
+    assert len(new) > len(again) / 3                            # four of seven wordings are new
+    assert any(r.instruction.startswith("Give the sum of") for r in again) and "这个词在哪一类里？" in said
+    for r in again:                                             # numbers and names carried into the new wording
+        if r.meta["task"] == "add":
+            a, b = map(int, re.findall(r"\d+", r.instruction))
+            assert a + b == int(r.output)
+    held = [r for r in test if r.meta["phrasing"] == "held out"]
+    with pytest.raises(ValueError, match="held-out wording"):
+        reword(held[:1])
+    with pytest.raises(ValueError, match="not one of the corpus tasks"):
+        reword([corpus_record("Write a poem.")])
+    with pytest.raises(TypeError, match="Records"):
+        reword([{"instruction": "x"}])
+    with pytest.raises(ValueError, match="wordings has none"):
+        reword(train[:5], wordings={})
+
+
+def corpus_record(instruction):
+    from llmtap.instruct import Record
+    return Record(instruction=instruction, input="", output="a poem")
 
 
 def test_instruction_scores_by_task_and_wording(course):
