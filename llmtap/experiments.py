@@ -628,11 +628,14 @@ def sft_seeds(seed, device, only=None, **config):
 
 
 SFT_WORDINGS_MODEL_PATH = Path(__file__).parent / "data" / "sft_wordings_model.safetensors"
-WORDINGS_VARIANT = "SFT, loss on the response, 7 wordings"
+# the long comparison again, each training record asked in one of seven wordings (tasks.reword)
+WORDINGS_VARIANTS = {f"{name}, 7 wordings": switches for name, switches in LONG_SFT_VARIANTS.items()}
+WORDINGS_VARIANT = "SFT, loss on the response, 7 wordings"      # the one SFT_WORDINGS_MODEL_PATH ships
 
 
 def load_sft_wordings_model(device=None):
-    """(model, tokenizer): seed SFT_SHIPPED_SEED of the long SFT with seven wordings per task."""
+    """(model, tokenizer): seed SFT_SHIPPED_SEED of the long SFT with seven wordings per task and
+    the loss on the response."""
     if not SFT_WORDINGS_MODEL_PATH.is_file():
         raise FileNotFoundError(f"the SFT model is missing at {SFT_WORDINGS_MODEL_PATH}; rebuild it with "
                                 f"`python -m llmtap.experiments 05 --only sft_wordings`")
@@ -641,20 +644,23 @@ def load_sft_wordings_model(device=None):
 
 
 def _sft_wordings_check(seed, **config):
+    # as _sft_check: the shipped checkpoint is re-measured instead of training again
     if seed != SFT_SHIPPED_SEED:
         raise ValueError(f"only the shipped seed {SFT_SHIPPED_SEED} can be re-checked without training again")
     return {WORDINGS_VARIANT: instruction_scores(*load_sft_wordings_model("cpu"), instruction_split()[1])[1]}
 
 
-@experiment("05", "sft_wordings", "the long SFT with the loss on the response (SFT_LONG_CONFIG, the seeds of 'sft') "
-            "with each training record asked in one of seven wordings per task (tasks.reword) instead of three",
+@experiment("05", "sft_wordings", "the long SFT of 'sft' (SFT_LONG_CONFIG, the same seeds) with each training record "
+            "asked in one of seven wordings per task (tasks.reword) instead of three: loss on the response, on every token",
             seeds=(0, 1, 2), rerun=_sft_wordings_check, **SFT_LONG_CONFIG)
 def sft_wordings_seeds(seed, device, **config):
     _, test_records = instruction_split()
-    model, tokenizer = long_sft(seed, device, **config, more_wordings=True, **SFT_VARIANTS["SFT, loss on the response"])
-    results = {WORDINGS_VARIANT: instruction_scores(model, tokenizer, test_records)[1]}
-    if seed == SFT_SHIPPED_SEED:
-        save_checkpoint(model.half(), SFT_WORDINGS_MODEL_PATH, tokenizer, extra={"config": SFT_LONG_CONFIG, "seed": seed})
+    results = {}
+    for name, switches in WORDINGS_VARIANTS.items():
+        model, tokenizer = long_sft(seed, device, **config, **switches, more_wordings=True)
+        results[name] = instruction_scores(model, tokenizer, test_records)[1]
+        if seed == SFT_SHIPPED_SEED and name == WORDINGS_VARIANT:
+            save_checkpoint(model.half(), SFT_WORDINGS_MODEL_PATH, tokenizer, extra={"config": SFT_LONG_CONFIG, "seed": seed})
     return results
 
 
