@@ -301,10 +301,11 @@ def instruction_split(draws: int = 3000, per_task: int = 25, seed: int = 0) -> t
 
 
 # Four more wordings per task and language, written for SFT only: the corpus never says them and
-# they are not in the world's phrasings. FLAN's lesson (Wei et al., 2022; Chung et al., 2022) is
-# that many templates per task make a model follow instructions worded in a new way; 5.4 calls it
-# diversity (多样性). None is closer to its task's held-out wording than the world's own training
-# wordings are (ROUGE-L, checked in test_tasks), so the held-out wording stays as new as before.
+# they are not in the world's phrasings. Diversity (多样性, 5.4) on the instruction side: the same
+# contents asked in more ways. T0 (Sanh et al., 2022) trained on more prompts per dataset and
+# reported better, steadier zero-shot results. None is closer to its task's held-out wording than
+# the world's own training wordings are (ROUGE-L, checked in test_tasks), so the held-out wording
+# stays as new to the model as before.
 MORE_WORDINGS = {
     "sentiment": {"zh": ("这句话是积极、中性还是消极的？", "判断句子的情感：积极、中性还是消极。",
                          "这句话的情绪属于积极、中性还是消极？", "说出这句话的情感：积极、中性还是消极。"),
