@@ -588,20 +588,28 @@ def long_sft(seed, device, steps, lr, min_lr, warmup_steps, batch_size, lora_r, 
     return plain.half().float(), tokenizer
 
 
+def _load_shipped_sft(path: Path, experiment: str, device):
+    if not path.is_file():
+        raise FileNotFoundError(f"the SFT model is missing at {path}; rebuild it with "
+                                f"`python -m llmtap.experiments 05 --only {experiment}`")
+    model, tokenizer = load_checkpoint(path, device)
+    return model.float(), tokenizer
+
+
+def _only_the_shipped_seed(seed):
+    if seed != SFT_SHIPPED_SEED:
+        raise ValueError(f"only the shipped seed {SFT_SHIPPED_SEED} can be re-checked without training again")
+
+
 def load_sft_model(device=None):
     """(model, tokenizer): seed SFT_SHIPPED_SEED of chapter 05's long SFT with the loss on the response."""
-    if not SFT_MODEL_PATH.is_file():
-        raise FileNotFoundError(f"the SFT model is missing at {SFT_MODEL_PATH}; rebuild it with "
-                                f"`python -m llmtap.experiments 05 --only sft`")
-    model, tokenizer = load_checkpoint(SFT_MODEL_PATH, device)
-    return model.float(), tokenizer
+    return _load_shipped_sft(SFT_MODEL_PATH, "sft", device)
 
 
 def _sft_check(seed, **config):
     # the shipped checkpoint is seed SFT_SHIPPED_SEED with the loss on the response: re-measuring it
     # (and the base model) checks the file without the 1000 steps; the switches are tested in test_sft
-    if seed != SFT_SHIPPED_SEED:
-        raise ValueError(f"only the shipped seed {SFT_SHIPPED_SEED} can be re-checked without training again")
+    _only_the_shipped_seed(seed)
     _, test_records = instruction_split()
     return {"base model": instruction_scores(*load_course_model("cpu"), test_records)[1],
             "SFT, loss on the response": instruction_scores(*load_sft_model("cpu"), test_records)[1]}
@@ -636,17 +644,12 @@ WORDINGS_VARIANT = "SFT, loss on the response, 7 wordings"      # the one SFT_WO
 def load_sft_wordings_model(device=None):
     """(model, tokenizer): seed SFT_SHIPPED_SEED of the long SFT with seven wordings per task and
     the loss on the response."""
-    if not SFT_WORDINGS_MODEL_PATH.is_file():
-        raise FileNotFoundError(f"the SFT model is missing at {SFT_WORDINGS_MODEL_PATH}; rebuild it with "
-                                f"`python -m llmtap.experiments 05 --only sft_wordings`")
-    model, tokenizer = load_checkpoint(SFT_WORDINGS_MODEL_PATH, device)
-    return model.float(), tokenizer
+    return _load_shipped_sft(SFT_WORDINGS_MODEL_PATH, "sft_wordings", device)
 
 
 def _sft_wordings_check(seed, **config):
     # as _sft_check: the shipped checkpoint is re-measured instead of training again
-    if seed != SFT_SHIPPED_SEED:
-        raise ValueError(f"only the shipped seed {SFT_SHIPPED_SEED} can be re-checked without training again")
+    _only_the_shipped_seed(seed)
     return {WORDINGS_VARIANT: instruction_scores(*load_sft_wordings_model("cpu"), instruction_split()[1])[1]}
 
 

@@ -207,3 +207,15 @@ def test_results_files_ship_in_the_package():
     assert any(f.startswith("data/results/") for f in files)
     unshipped = [f for f in files if not any(fnmatch.fnmatch(f, pat) and f.count("/") == pat.count("/") for pat in patterns)]
     assert unshipped == [], f"add these to [tool.setuptools.package-data] in pyproject.toml: {unshipped}"
+
+
+def test_shipped_sft_models_say_how_to_rebuild_and_check_only_their_seed(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "SFT_WORDINGS_MODEL_PATH", tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="--only sft_wordings"):
+        experiments.load_sft_wordings_model("cpu")
+    monkeypatch.setattr(experiments, "SFT_MODEL_PATH", tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="--only sft`"):
+        experiments.load_sft_model("cpu")
+    for name in ("sft", "sft_wordings"):
+        with pytest.raises(ValueError, match="only the shipped seed"):
+            experiments._experiment("05", name).rerun(experiments.SFT_SHIPPED_SEED + 1)
