@@ -334,8 +334,8 @@ MORE_WORDINGS = {
 def reword(records, seed: int = 0, wordings: dict | None = None) -> list[Record]:
     """The training records, each asked again in a wording drawn at random from its task's
     training wordings (``corpus.INSTRUCTION_PHRASINGS`` without the held-out last one) and
-    ``wordings`` (default ``MORE_WORDINGS``): the same contents and answers, seven ways of asking
-    instead of three. Only training records: one in a task's held-out wording is refused."""
+    ``wordings`` (default ``MORE_WORDINGS``: seven ways of asking instead of three): the same
+    contents and answers. Only training records: one in a task's held-out wording is refused."""
     wordings = MORE_WORDINGS if wordings is None else wordings
     rng, out = random.Random(seed), []
     for i, r in enumerate(records):

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from llmtap import corpus
+from llmtap.instruct import Record
 from llmtap.model import GPT, GPTConfig
 import llmtap.tasks as tasks_module
 from llmtap.tasks import (INSTRUCTION_METRICS, LORA_FAMILY, PEFT_METHODS, lora_family_run, PROMPT_INITS, activation_bytes, energy_shares, fine_tune, prompt_init_run, instruction_scores,
-                          instruction_split, mapping_tasks, peft_run, reword, template_task, truncated_update)
-from llmtap.tasks import MORE_WORDINGS
+                          instruction_split, mapping_tasks, MORE_WORDINGS, peft_run, reword, template_task, truncated_update)
 
 
 def test_mapping_tasks_pair_the_strategies():
@@ -121,7 +121,6 @@ def test_instruction_split_holds_out_whole_contents_in_every_wording():
 
 
 def test_more_wordings_are_new_and_no_closer_to_the_held_out_one():
-    import re
     from llmtap.corpus import alphabet
     from llmtap.rouge import rouge_l
     known = set(alphabet())
@@ -142,9 +141,8 @@ def test_reword_keeps_contents_and_spreads_the_wordings():
     assert [(r.input, r.output, r.meta) for r in again] == [(r.input, r.output, r.meta) for r in train]
     assert again == reword(train, seed=0) and again != reword(train, seed=1)
     said = {r.instruction for r in again}
-    new = [r for r in again if not any(r.instruction == w for ws in corpus.INSTRUCTION_PHRASINGS[r.meta["task"]].values()
-                                       for w in ws)]
-    assert len(new) > len(again) / 3                            # four of seven wordings are new
+    new = [r for r in again if tasks_module.recognise_task(r.instruction) is None]    # in none of the world's wordings
+    assert 0.45 < len(new) / len(again) < 0.7                   # four of seven wordings are new: 57% expected
     assert any(r.instruction.startswith("Give the sum of") for r in again) and "这个词在哪一类里？" in said
     for r in again:                                             # numbers and names carried into the new wording
         if r.meta["task"] == "add":
@@ -154,16 +152,11 @@ def test_reword_keeps_contents_and_spreads_the_wordings():
     with pytest.raises(ValueError, match="held-out wording"):
         reword(held[:1])
     with pytest.raises(ValueError, match="not one of the corpus tasks"):
-        reword([corpus_record("Write a poem.")])
+        reword([Record(instruction="Write a poem.", input="", output="a poem")])
     with pytest.raises(TypeError, match="Records"):
         reword([{"instruction": "x"}])
     with pytest.raises(ValueError, match="wordings has none"):
         reword(train[:5], wordings={})
-
-
-def corpus_record(instruction):
-    from llmtap.instruct import Record
-    return Record(instruction=instruction, input="", output="a poem")
 
 
 def test_instruction_scores_by_task_and_wording(course):
