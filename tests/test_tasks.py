@@ -7,6 +7,7 @@ import torch
 from llmtap import corpus
 from llmtap.instruct import Record
 from llmtap.model import GPT, GPTConfig
+from llmtap.rouge import rouge_l
 import llmtap.tasks as tasks_module
 from llmtap.tasks import (INSTRUCTION_METRICS, LORA_FAMILY, PEFT_METHODS, lora_family_run, PROMPT_INITS, activation_bytes, energy_shares, fine_tune, prompt_init_run, instruction_scores,
                           instruction_split, mapping_tasks, MORE_WORDINGS, peft_run, reword, template_task, truncated_update)
@@ -121,9 +122,7 @@ def test_instruction_split_holds_out_whole_contents_in_every_wording():
 
 
 def test_more_wordings_are_new_and_no_closer_to_the_held_out_one():
-    from llmtap.corpus import alphabet
-    from llmtap.rouge import rouge_l
-    known = set(alphabet())
+    known = set(corpus.alphabet())
     for task in corpus.INSTRUCTION_TASKS:
         for lang, world in corpus.INSTRUCTION_PHRASINGS[task].items():
             more = MORE_WORDINGS[task][lang]
